@@ -1,0 +1,3 @@
+from cogent_cli.cli import main
+
+main()

@@ -1,0 +1,327 @@
+"""The workspace configuration (`cogent.toml`): model, loading, and error reporting.
+
+Every section forbids unknown keys, so a typo is an error rather than a silently ignored setting.
+Loading collects every problem at once, each with its key path and a fix.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cogent_cli.errors import ConfigError
+
+KLAVIYO_REVISION = "2026-07-15"
+SOURCE_SYSTEMS = ("peoplevox", "clarus", "scend", "swap", "marketplacer")
+# Secret names per system; the first is the one `cogent auth set SYSTEM` stores by default.
+SECRETS: dict[str, tuple[str, ...]] = {
+    "klaviyo": ("api_key",),
+    "peoplevox": ("password", "callback_token"),
+    "clarus": ("client_secret", "webhook_token"),
+    "scend": ("webhook_token",),
+    "swap": ("api_key", "webhook_secret"),
+    "marketplacer": ("api_key", "webhook_secret"),
+}
+SECRET_FIELDS = frozenset(name for names in SECRETS.values() for name in names)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class EnvRef(Section):
+    """A secret read from an environment variable: `api_key = {env = "ACME_KLAVIYO_KEY"}`."""
+
+    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+SecretRef = EnvRef | None
+
+
+def _no_literal_secret(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError(
+            "secrets are never written in cogent.toml: run `cogent auth set SYSTEM` "
+            'or reference an environment variable as {env = "NAME"}'
+        )
+    return value
+
+
+class KlaviyoSettings(Section):
+    base_url: str = "https://a.klaviyo.com"
+    revision: str = KLAVIYO_REVISION
+    api_key: SecretRef = None
+    max_in_flight: Annotated[int, Field(ge=1, le=256)] = 32
+    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+    _literal = field_validator("api_key", mode="before")(_no_literal_secret)
+
+
+class SourceSettings(Section):
+    enabled: bool = True
+    tenant: str | None = None
+    # Which field of the source carries the storefront order number (so events join up).
+    order_number_field: str | None = None
+
+
+class PeoplevoxSettings(SourceSettings):
+    base_url: str = "https://wms.peoplevox.net"
+    client_id: str = ""
+    username: str = ""
+    password: SecretRef = None
+    callback_token: SecretRef = None
+    items_per_page: Annotated[int, Field(ge=1, le=1000)] = 1000
+    page_delay_seconds: Annotated[float, Field(ge=0)] = 1.0
+    despatch_report: str = "Despatch summary"
+    return_report: str = "Return summary"
+    inventory_report: str = "Item inventory summary all sites"
+
+    _literal = field_validator("password", "callback_token", mode="before")(_no_literal_secret)
+
+
+class ClarusSettings(SourceSettings):
+    base_url: str = "https://clarus-api.com"
+    subdomain: str = ""
+    client_id: str = ""
+    client_secret: SecretRef = None
+    webhook_token: SecretRef = None
+    page_size: Annotated[int, Field(ge=1, le=500)] = 100
+
+    _literal = field_validator("client_secret", "webhook_token", mode="before")(_no_literal_secret)
+
+
+class ScendSettings(SourceSettings):
+    drop_dir: Path | None = None
+    client_code: str | None = None
+    webhook_token: SecretRef = None
+    # [ASSUMPTION] file name prefixes of the export kinds; Scend publishes none.
+    file_prefixes: dict[str, str] = Field(
+        default_factory=lambda: {
+            "despatches": "despatches_",
+            "returns": "returns_",
+            "stock": "stock_",
+            "order_status": "order_status_",
+        }
+    )
+
+    _literal = field_validator("webhook_token", mode="before")(_no_literal_secret)
+
+
+class SwapSettings(SourceSettings):
+    base_url: str = "https://api-gateway.swap-os.com"
+    store_id: str = ""
+    api_key: SecretRef = None
+    webhook_secret: SecretRef = None
+    items_per_page: Annotated[int, Field(ge=1, le=50)] = 50
+
+    _literal = field_validator("api_key", "webhook_secret", mode="before")(_no_literal_secret)
+
+
+class MarketplacerSettings(SourceSettings):
+    base_url: str = ""
+    api_key: SecretRef = None
+    webhook_secret: SecretRef = None
+    page_size: Annotated[int, Field(ge=1, le=500)] = 100
+    # Published limit: 750 requests per 10 s per key.
+    requests_per_10s: Annotated[int, Field(ge=1, le=750)] = 600
+
+    _literal = field_validator("api_key", "webhook_secret", mode="before")(_no_literal_secret)
+
+
+class Sources(Section):
+    peoplevox: PeoplevoxSettings | None = None
+    clarus: ClarusSettings | None = None
+    scend: ScendSettings | None = None
+    swap: SwapSettings | None = None
+    marketplacer: MarketplacerSettings | None = None
+
+    def enabled(self) -> dict[str, SourceSettings]:
+        return {
+            name: settings
+            for name in SOURCE_SYSTEMS
+            if (settings := getattr(self, name)) is not None and settings.enabled
+        }
+
+
+NormalisedStatus = Literal[
+    "received",
+    "allocated",
+    "picking",
+    "packed",
+    "partially_despatched",
+    "despatched",
+    "cancelled",
+    "on_hold",
+    "ignore",
+]
+
+
+class MappingSettings(Section):
+    # Per source: native status -> normalised status. Only `despatched` produces a shipment event.
+    status: dict[str, dict[str, NormalisedStatus]] = Field(default_factory=dict)
+    # Raw ship method (service code, service name, or "carrier/service") -> canonical method.
+    ship_methods: dict[str, str] = Field(default_factory=dict)
+
+
+class StockSettings(Section):
+    # Sites whose stock may count as sellable; empty means every site.
+    sellable_sites: list[str] = Field(default_factory=list)
+    # Location codes, location types and stock statuses that are never sellable.
+    non_sellable_locations: list[str] = Field(
+        default_factory=lambda: ["goods-in", "quarantine", "damaged", "on-hold", "hold"]
+    )
+
+
+class MetricSettings(Section):
+    shipment: str = "Fulfilled Shipment"
+    order_fulfilled: str = "Fulfilled Order"
+    emit_fulfilled_order: bool = False
+    order_placed: str = "Placed Order"
+    order_edited: str = "Edited Order"
+    order_cancelled: str = "Cancelled Order"
+    refund: str = "Refunded Order"
+    return_lodged: str = "Return Lodged"
+    return_approved: str = "Return Approved"
+    return_received: str = "Return Received"
+    return_restocked: str = "Return Restocked"
+
+
+class IdentitySettings(Section):
+    # Which key of a customer's external_ids becomes Klaviyo's external_id.
+    external_id_key: str | None = None
+    strip_plus_address: bool = False
+    # Ignore dots in the local part for these domains (Gmail treats them as one mailbox).
+    dotless_domains: list[str] = Field(default_factory=lambda: ["gmail.com", "googlemail.com"])
+    default_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "GB"
+
+
+class WorkspaceSettings(Section):
+    name: Annotated[str, Field(min_length=1)]
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
+    timezone: str = "UTC"
+
+
+EXCEPTION_CLASSES = (
+    "validation_error",
+    "identity_conflict",
+    "unknown_sku",
+    "unmapped_ship_method",
+    "rate_budget_exhausted",
+    "auth_scope",
+    "source_payload_invalid",
+)
+
+
+class Config(Section):
+    workspace: WorkspaceSettings
+    klaviyo: KlaviyoSettings = Field(default_factory=KlaviyoSettings)
+    sources: Sources = Field(default_factory=Sources)
+    mapping: MappingSettings = Field(default_factory=MappingSettings)
+    stock: StockSettings = Field(default_factory=StockSettings)
+    metrics: MetricSettings = Field(default_factory=MetricSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    # Exception class -> owning team.
+    owners: dict[str, str] = Field(
+        default_factory=lambda: {
+            "validation_error": "ecommerce",
+            "identity_conflict": "ecommerce",
+            "unknown_sku": "ecommerce",
+            "unmapped_ship_method": "ops",
+            "rate_budget_exhausted": "ecommerce",
+            "auth_scope": "ecommerce",
+            "source_payload_invalid": "ops",
+        }
+    )
+
+    @field_validator("owners")
+    @classmethod
+    def _known_classes(cls, owners: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(owners) - set(EXCEPTION_CLASSES))
+        if unknown:
+            raise ValueError(
+                f"unknown exception class {', '.join(unknown)}; known classes: {', '.join(EXCEPTION_CLASSES)}"
+            )
+        return owners
+
+    def owner_of(self, exception_class: str) -> str:
+        return self.owners.get(exception_class, "ecommerce")
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc if part not in ("function-before",)) or "(top level)"
+
+
+def _fix_hint(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    if kind == "missing":
+        section = ".".join(str(p) for p in loc[:-1])
+        where = f" under [{section}]" if section else ""
+        return f"add `{loc[-1]} = ...`{where}"
+    if kind == "extra_forbidden":
+        return "remove it or check its spelling (see the commented template from `cogent init`)"
+    if kind == "literal_error":
+        return f"use one of: {error.get('ctx', {}).get('expected', '')}"
+    if kind == "string_pattern_mismatch":
+        return f"it must match {error.get('ctx', {}).get('pattern', '')}"
+    if kind.startswith(("greater_than", "less_than")):
+        return "use a value inside that range"
+    return "change the value"
+
+
+def format_validation_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        value = error.get("input")
+        hidden = error["type"] == "missing" or isinstance(value, dict) or SECRET_FIELDS & set(map(str, loc))
+        shown = "" if hidden else f" (got {value!r})"
+        problems.append(f"{_key_path(loc)}: {message}{shown}: {_fix_hint(error)}")
+    return problems
+
+
+def parse_config(text: str, source: Path) -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{source} is not valid TOML: {exc}",
+            hint="Fix the syntax at that line; `cogent config check` re-validates without running anything.",
+        ) from None
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = format_validation_errors(exc)
+        raise ConfigError(
+            f"{source} has {len(problems)} problem{'s' if len(problems) != 1 else ''}:",
+            problems=problems,
+            hint="Fix them and run `cogent config check`.",
+        ) from None
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"No cogent.toml at {path}", hint="Run `cogent init` to create a workspace here.") from None
+    return parse_config(text, path)
+
+
+def effective_config(config: Config) -> dict[str, Any]:
+    """The configuration with defaults filled in, secrets shown only as their reference."""
+    data = config.model_dump(mode="json")
+
+    def mask(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"env"}:
+                return f"<from environment variable {node['env']}>"
+            return {key: mask(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [mask(item) for item in node]
+        return node
+
+    return mask(data)

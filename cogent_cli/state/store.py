@@ -1,0 +1,115 @@
+"""`Store` owns the workspace's SQLite file: opening, migrating, and refusing newer schemas."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from cogent_cli.errors import StateError, StateTooNewError
+from cogent_cli.state.migrations import migrations
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class StateInfo:
+    path: Path
+    schema_version: str
+    applied: int
+    pending: int
+    size_bytes: int
+    tables: dict[str, int]
+
+
+class Store:
+    def __init__(self, path: Path, db: Database) -> None:
+        self.path = path
+        self.db = db
+
+    @classmethod
+    def open(cls, path: Path, *, migrate: bool = True) -> Store:
+        """Open (creating if needed, mode 0600, WAL) and bring the schema up to date."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            # Create the file ourselves so it is private from its first byte.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"{path} is not a usable SQLite state file ({exc})",
+                hint="Restore it from a backup, or move it aside and run `cogent db migrate` to start afresh.",
+            ) from None
+        store = cls(path, Database(conn))
+        store._refuse_newer_schema()
+        if migrate:
+            store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _refuse_newer_schema(self) -> None:
+        known = {m.name for m in migrations._migrations}
+        unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
+        if unknown:
+            raise StateTooNewError(
+                f"{self.path} was written by a newer version of cogent (schema {unknown[-1]})",
+                hint="Upgrade cogent (`pip install -U cogent-cli`) before using this workspace; nothing was changed.",
+            )
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; returns their names (empty when already current)."""
+        pending = [m.name for m in migrations.pending(self.db)]
+        if pending:
+            migrations.apply(self.db)
+        return pending
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """One write transaction (BEGIN IMMEDIATE), committed on success, rolled back on error."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def get_meta(self, key: str) -> str | None:
+        rows = list(self.db.query("select value from meta where key = ?", [key]))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+    def info(self) -> StateInfo:
+        applied = migrations.applied(self.db)
+        tables = {
+            name: self.db[name].count for name in sorted(self.db.table_names()) if not name.startswith(("_", "sqlite_"))
+        }
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return StateInfo(
+            path=self.path,
+            schema_version=applied[-1].name if applied else "(blank)",
+            applied=len(applied),
+            pending=len(migrations.pending(self.db)),
+            size_bytes=size,
+            tables=tables,
+        )
