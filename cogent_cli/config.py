@@ -198,6 +198,21 @@ class IdentitySettings(Section):
     default_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "GB"
 
 
+class AuditSettings(Section):
+    """`[audits.NAME]`: how one audit grades and routes its findings."""
+
+    enabled: bool = True
+    # The team that owns this audit's findings (default: the audit's own owner).
+    owner: str | None = None
+    # One severity for every finding, instead of the thresholds below.
+    severity: Literal["info", "warning", "error"] | None = None
+    # A finding affecting at least this many things (orders, profiles, units) is a warning / an error.
+    warning_from: Annotated[int, Field(ge=1)] | None = None
+    error_from: Annotated[int, Field(ge=1)] | None = None
+    # The audit's own settings (docs/audits.md lists them), e.g. sla_hours for sync-gaps.
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class WorkspaceSettings(Section):
     name: Annotated[str, Field(min_length=1)]
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
@@ -223,6 +238,7 @@ class Config(Section):
     stock: StockSettings = Field(default_factory=StockSettings)
     metrics: MetricSettings = Field(default_factory=MetricSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    audits: dict[str, AuditSettings] = Field(default_factory=dict)
     # Exception class -> owning team.
     owners: dict[str, str] = Field(
         default_factory=lambda: {
