@@ -13,7 +13,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from cogent_cli import __version__
-from cogent_cli.cli import auth, config, db, workspace
+from cogent_cli.cli import auth, config, db, playbook, workspace
 from cogent_cli.cli.common import CONTEXT_SETTINGS, GlobalOptions, stderr
 from cogent_cli.errors import CogentError, ExitStatus
 from cogent_cli.logs import LogFormat, redact, setup_logging
@@ -83,6 +83,7 @@ workspace.register(app)
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(auth.app, name="auth")
+app.add_typer(playbook.app, name="playbook")
 
 
 def main() -> None:
