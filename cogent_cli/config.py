@@ -65,6 +65,9 @@ class SourceSettings(Section):
     tenant: str | None = None
     # Which field of the source carries the storefront order number (so events join up).
     order_number_field: str | None = None
+    # Send order.placed / order.edited to Klaviyo only where the storefront's own integration does not.
+    send_order_placed: bool = False
+    send_order_edited: bool = False
 
 
 class PeoplevoxSettings(SourceSettings):
@@ -187,6 +190,9 @@ class MetricSettings(Section):
     return_approved: str = "Return Approved"
     return_received: str = "Return Received"
     return_restocked: str = "Return Restocked"
+    # The unique_id the storefront gives its Placed Order; Cancelled/Refunded/Fulfilled Order reuse it
+    # so Klaviyo nets them off customer lifetime value. Placeholders: {order_number}, {source_order_id}.
+    placed_order_unique_id: str = "{order_number}"
 
 
 class IdentitySettings(Section):
@@ -211,6 +217,21 @@ class AuditSettings(Section):
     error_from: Annotated[int, Field(ge=1)] | None = None
     # The audit's own settings (docs/audits.md lists them), e.g. sla_hours for sync-gaps.
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SyncSettings(Section):
+    # How long a later event of an order waits for an earlier one that is not delivered yet.
+    hold_minutes: Annotated[float, Field(ge=0)] = 30.0
+    # Facts older than this when first synced carry Klaviyo's backfill flag, so no live flow fires.
+    backfill_after_hours: Annotated[float, Field(gt=0)] = 72.0
+    # Outbox rows delivered per wave; each endpoint's own batch limit still applies.
+    wave_size: Annotated[int, Field(ge=1, le=50_000)] = 5000
+    # Runs that may fail to deliver a row (throttled, unavailable) before it becomes an exception.
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    catalog_variant_id: str = "$custom:::$default:::{sku}"
+    # List that consent changes apply to; without one, subscriptions follow the account default.
+    consent_list_id: str | None = None
+    consent_custom_source: str | None = None
 
 
 class WorkspaceSettings(Section):
@@ -238,6 +259,7 @@ class Config(Section):
     stock: StockSettings = Field(default_factory=StockSettings)
     metrics: MetricSettings = Field(default_factory=MetricSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
     audits: dict[str, AuditSettings] = Field(default_factory=dict)
     # Exception class -> owning team.
     owners: dict[str, str] = Field(
