@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from cogent_cli.errors import ConfigError
 
@@ -42,11 +43,9 @@ SecretRef = EnvRef | None
 
 
 def _no_literal_secret(value: Any) -> Any:
-    if isinstance(value, str):
-        raise ValueError(
-            "secrets are never written in cogent.toml: run `cogent auth set SYSTEM` "
-            'or reference an environment variable as {env = "NAME"}'
-        )
+    # Anything but a table is a value typed into the file; it is refused without being echoed.
+    if value is not None and not isinstance(value, dict | EnvRef):
+        raise PydanticCustomError("literal_secret", "secrets are never written in cogent.toml (value not shown)")
     return value
 
 
@@ -295,6 +294,12 @@ def _key_path(loc: tuple[Any, ...]) -> str:
 def _fix_hint(error: dict[str, Any]) -> str:
     kind = error["type"]
     loc = error["loc"]
+    if kind == "literal_secret":
+        system = str(loc[-2])
+        flag = "" if SECRETS.get(system, (loc[-1],))[0] == loc[-1] else f" --name {loc[-1]}"
+        return f'run `cogent auth set {system}{flag}`, or reference an environment variable: {loc[-1]} = {{env = "NAME"}}'
+    if kind == "missing" and len(loc) == 1 and loc[0] in Config.model_fields:
+        return f"add a [{loc[0]}] section (see the commented template from `cogent init`)"
     if kind == "missing":
         section = ".".join(str(p) for p in loc[:-1])
         where = f" under [{section}]" if section else ""
@@ -307,6 +312,8 @@ def _fix_hint(error: dict[str, Any]) -> str:
         return f"it must match {error.get('ctx', {}).get('pattern', '')}"
     if kind.startswith(("greater_than", "less_than")):
         return "use a value inside that range"
+    if kind == "value_error":
+        return ""  # a validator's own message already says what to write instead
     return "change the value"
 
 
@@ -316,9 +323,15 @@ def format_validation_errors(exc: ValidationError) -> list[str]:
         loc = tuple(error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
-        hidden = error["type"] == "missing" or isinstance(value, dict) or SECRET_FIELDS & set(map(str, loc))
+        # A misspelt key may still hold a secret, so unknown keys never show their value either.
+        hidden = (
+            error["type"] in ("missing", "extra_forbidden")
+            or isinstance(value, dict)
+            or SECRET_FIELDS & set(map(str, loc))
+        )
         shown = "" if hidden else f" (got {value!r})"
-        problems.append(f"{_key_path(loc)}: {message}{shown}: {_fix_hint(error)}")
+        fix = _fix_hint(error)
+        problems.append(f"{_key_path(loc)}: {message}{shown}" + (f": {fix}" if fix else ""))
     return problems
 
 
