@@ -297,7 +297,9 @@ def _fix_hint(error: dict[str, Any]) -> str:
     if kind == "literal_secret":
         system = str(loc[-2])
         flag = "" if SECRETS.get(system, (loc[-1],))[0] == loc[-1] else f" --name {loc[-1]}"
-        return f'run `cogent auth set {system}{flag}`, or reference an environment variable: {loc[-1]} = {{env = "NAME"}}'
+        return (
+            f'run `cogent auth set {system}{flag}`, or reference an environment variable: {loc[-1]} = {{env = "NAME"}}'
+        )
     if kind == "missing" and len(loc) == 1 and loc[0] in Config.model_fields:
         return f"add a [{loc[0]}] section (see the commented template from `cogent init`)"
     if kind == "missing":
