@@ -196,6 +196,11 @@ class ShipmentData(Model):
     tracking_granularity: Literal["parcel", "shipment"] | None = None
     # Quantities of the order still to be despatched after this shipment (from the order ledger).
     pending_items: list[ParcelItem] | None = None
+    # Everything in the shipment, also when the source cannot say which parcel holds what.
+    items: list[ParcelItem] | None = None
+    # event_id of the earlier event about the same shipment that this one upgrades (e.g. package-level
+    # tracking replacing despatch-level): the same shipment, not a new one.
+    supersedes: str | None = None
 
 
 class ReturnShipment(Model):

@@ -1,0 +1,474 @@
+"""The inbox: every source payload, whatever its route, stored raw before it is acknowledged.
+
+`Inbox.receive` writes the raw body in its own transaction and only then returns, so a caller (a
+webhook handler, a pull connector, `cogent ingest`) acknowledges only what is safely stored. A second
+delivery with the same (system, idempotency_key) is recognised and not stored again.
+`Inbox.normalise_pending` turns pending rows into `events` rows with the normalisers registered in
+`cogent_cli.normalise`; a row that fails is quarantined with a precise reason (field, value, rule) and
+never holds up the rows beside it. `events` are written with INSERT OR IGNORE on `event_id`, so the same
+fact is never stored twice, whichever route brought it and however often it is re-normalised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+from cogent_cli.config import SOURCE_SYSTEMS, Config
+from cogent_cli.errors import CogentError, UsageError
+from cogent_cli.events import NormalisedEvent, dump_event
+from cogent_cli.normalise.base import (
+    NormaliseContext,
+    NormaliseError,
+    Normaliser,
+    Record,
+    load_normalisers,
+    tenant_for,
+)
+from cogent_cli.state import Store
+
+log = logging.getLogger(__name__)
+
+ROUTES = ("pull", "file", "webhook")
+STATUSES = ("pending", "normalised", "quarantined")
+InboxStatus = Literal["pending", "normalised", "quarantined"]
+NORMALISE_BATCH = 2000
+
+
+class InboxError(UsageError):
+    """A payload cannot be accepted into the inbox as given."""
+
+
+class InboxRowNotFoundError(CogentError):
+    pass
+
+
+@dataclass(frozen=True)
+class Receipt:
+    id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """One payload to receive; `Inbox.receive_many` stores many in one transaction."""
+
+    system: str
+    route: str
+    kind: str
+    idempotency_key: str
+    body: str
+    headers: Mapping[str, str] | None = None
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    system: str
+    route: str
+    kind: str
+    idempotency_key: str
+    received_at: str
+    headers: dict[str, str]
+    body: str
+    status: str
+    reason: str | None
+    attempts: int
+    normalised_at: str | None
+
+
+@dataclass
+class NormaliseSummary:
+    processed: int = 0
+    normalised: int = 0
+    quarantined: int = 0
+    events_written: int = 0
+    events_duplicate: int = 0
+    quarantined_ids: list[int] = field(default_factory=list)
+
+    def add(self, other: NormaliseSummary) -> None:
+        self.processed += other.processed
+        self.normalised += other.normalised
+        self.quarantined += other.quarantined
+        self.events_written += other.events_written
+        self.events_duplicate += other.events_duplicate
+        self.quarantined_ids.extend(other.quarantined_ids)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise InboxError(f"received_at {value.isoformat()} has no time zone", hint="Pass a timezone-aware datetime.")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _check(item: InboxItem) -> None:
+    if item.system not in SOURCE_SYSTEMS:
+        raise InboxError(f"Unknown system {item.system!r}", hint=f"Use one of: {', '.join(SOURCE_SYSTEMS)}.")
+    if item.route not in ROUTES:
+        raise InboxError(f"Unknown route {item.route!r}", hint=f"Use one of: {', '.join(ROUTES)}.")
+    if not item.kind:
+        raise InboxError("A payload needs a kind", hint="Name the kind of payload, e.g. despatch_summary.")
+    if not item.idempotency_key:
+        raise InboxError(
+            f"A {item.system} payload arrived without an idempotency key",
+            hint="Derive one from the source's natural key, or hash the body.",
+        )
+
+
+_INSERT = (
+    "INSERT INTO inbox (system, route, kind, idempotency_key, received_at, headers, body, status, attempts)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0) ON CONFLICT (system, idempotency_key) DO NOTHING"
+)
+
+
+def decode_body(body: str, normaliser: Normaliser | None) -> Record:
+    """The raw body as a record: a JSON object, or for form kinds also a query string."""
+    text = body.strip()
+    if normaliser is not None and normaliser.body == "form" and not text.startswith("{"):
+        return dict(parse_qsl(text.lstrip("?"), keep_blank_values=True))
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        raise NormaliseError("body", text[:40], f"not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise NormaliseError("body", text[:40], "must be a JSON object")
+    return record
+
+
+class Inbox:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.conn: sqlite3.Connection = store.db.conn
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    def receive(
+        self,
+        system: str,
+        route: str,
+        kind: str,
+        idempotency_key: str,
+        body: str | bytes,
+        headers: Mapping[str, str] | None = None,
+        received_at: datetime | None = None,
+    ) -> Receipt:
+        """Store one raw payload (committed before returning); a repeated key is a duplicate."""
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        item = InboxItem(system, route, kind, idempotency_key, text, headers, received_at)
+        return self.receive_many([item])[0]
+
+    def receive_many(self, items: Iterable[InboxItem]) -> list[Receipt]:
+        """Store many payloads in one transaction; receipts come back in the same order."""
+        batch = list(items)
+        for item in batch:
+            _check(item)
+        now = _iso(utc_now())
+        receipts: list[Receipt] = []
+        with self.store.transaction():
+            for item in batch:
+                cursor = self.conn.execute(
+                    _INSERT,
+                    (
+                        item.system,
+                        item.route,
+                        item.kind,
+                        item.idempotency_key,
+                        _iso(item.received_at) if item.received_at else now,
+                        json.dumps(dict(item.headers or {})),
+                        item.body,
+                    ),
+                )
+                if cursor.rowcount:
+                    receipts.append(Receipt(int(cursor.lastrowid or 0), False))
+                else:
+                    existing = self.conn.execute(
+                        "SELECT id FROM inbox WHERE system = ? AND idempotency_key = ?",
+                        (item.system, item.idempotency_key),
+                    ).fetchone()
+                    receipts.append(Receipt(int(existing[0]), True))
+        return receipts
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get(self, row_id: int) -> InboxRow:
+        row = self.conn.execute("SELECT * FROM inbox WHERE id = ?", (row_id,)).fetchone()
+        if row is None:
+            raise InboxRowNotFoundError(f"No inbox row {row_id}", hint="`cogent inbox list` shows the rows that exist.")
+        return self._row(row)
+
+    def list(
+        self, status: str | None = None, system: str | None = None, kind: str | None = None, limit: int | None = 100
+    ) -> list[InboxRow]:
+        if status is not None and status not in STATUSES:
+            raise InboxError(f"Unknown inbox status {status!r}", hint=f"Use one of: {', '.join(STATUSES)}.")
+        clauses, params = self._filters(status, system, kind)
+        sql = "SELECT * FROM inbox" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [self._row(row) for row in self.conn.execute(sql, params)]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Rows per system and status."""
+        result: dict[str, dict[str, int]] = {}
+        for system, status, count in self.conn.execute(
+            "SELECT system, status, count(*) FROM inbox GROUP BY system, status ORDER BY system"
+        ):
+            result.setdefault(system, {})[status] = count
+        return result
+
+    @staticmethod
+    def _filters(status: str | None, system: str | None, kind: str | None) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("status", status), ("system", system), ("kind", kind)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        return clauses, params
+
+    def _row(self, row: sqlite3.Row | tuple[Any, ...]) -> InboxRow:
+        (row_id, system, route, kind, key, received_at, headers, body, status, reason, attempts, normalised_at) = row
+        return InboxRow(
+            row_id, system, route, kind, key, received_at, json.loads(headers or "{}"), body, status, reason,
+            attempts, normalised_at,
+        )  # fmt: skip
+
+    # -- normalising -------------------------------------------------------------------------------
+
+    def retry(self, ids: Sequence[int] | None = None, *, all_quarantined: bool = False) -> list[int]:
+        """Put rows back to pending (the quarantined ones, or the given ids); returns their ids."""
+        if ids:
+            missing = [i for i in ids if not self.conn.execute("SELECT 1 FROM inbox WHERE id = ?", (i,)).fetchone()]
+            if missing:
+                raise InboxRowNotFoundError(
+                    f"No inbox row {', '.join(map(str, missing))}",
+                    hint="`cogent inbox list` shows the rows that exist.",
+                )
+            chosen = list(ids)
+        elif all_quarantined:
+            chosen = [r[0] for r in self.conn.execute("SELECT id FROM inbox WHERE status = 'quarantined' ORDER BY id")]
+        else:
+            raise InboxError("Name the rows to retry", hint="Pass inbox ids, or --all for every quarantined row.")
+        with self.store.transaction():
+            self.conn.executemany(
+                "UPDATE inbox SET status = 'pending', reason = NULL WHERE id = ?", [(i,) for i in chosen]
+            )
+        return chosen
+
+    def normalise_pending(
+        self,
+        config: Config,
+        ids: Iterable[int] | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+        batch_size: int = NORMALISE_BATCH,
+    ) -> NormaliseSummary:
+        """Normalise pending rows (all, or only `ids`) in batches, one transaction per batch."""
+        registry = load_normalisers()
+        tenants = {system: tenant_for(config, system) for system in SOURCE_SYSTEMS}
+        summary = NormaliseSummary()
+        for rows in self._pending_batches(ids, batch_size, registry):
+            batch = _Batch(self, config, registry, tenants)
+            with self.store.transaction():
+                batch.run(rows)
+            summary.add(batch.summary)
+            if progress is not None:
+                progress(len(rows))
+        return summary
+
+    def _pending_batches(
+        self, ids: Iterable[int] | None, batch_size: int, registry: Mapping[tuple[str, str], Normaliser]
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        columns = "id, system, route, kind, received_at, body"
+        if ids is not None:
+            wanted = sorted(set(ids))
+            for start in range(0, len(wanted), batch_size):
+                chunk = wanted[start : start + batch_size]
+                marks = ",".join("?" * len(chunk))
+                yield self.conn.execute(
+                    f"SELECT {columns} FROM inbox WHERE status = 'pending' AND id IN ({marks}) ORDER BY id", chunk
+                ).fetchall()
+            return
+        after = 0
+        while True:
+            rows = self.conn.execute(
+                f"SELECT {columns} FROM inbox WHERE status = 'pending' AND id > ? ORDER BY id LIMIT ?",
+                (after, batch_size),
+            ).fetchall()
+            if not rows:
+                return
+            if len(rows) == batch_size:
+                rows = _hold_back_open_group(rows, registry)
+            after = rows[-1][0]
+            yield rows
+
+
+def _hold_back_open_group(
+    rows: list[tuple[Any, ...]], registry: Mapping[tuple[str, str], Normaliser]
+) -> list[tuple[Any, ...]]:
+    """Leave a trailing run of one grouped kind for the next batch, which may hold the rest of its group."""
+    last = rows[-1]
+    normaliser = registry.get((last[1], last[3]))
+    if normaliser is None or not normaliser.grouped:
+        return rows
+    key = _group_key_of(last, normaliser)
+    cut = len(rows)
+    while cut > 0 and rows[cut - 1][1:4:2] == last[1:4:2] and _group_key_of(rows[cut - 1], normaliser) == key:
+        cut -= 1
+    return rows[:cut] if cut > 0 else rows
+
+
+def _collect(
+    fn: Callable[[NormaliseContext], Iterable[NormalisedEvent] | None], ctx: NormaliseContext
+) -> list[NormalisedEvent]:
+    return list(fn(ctx) or ())
+
+
+def _group_key_of(row: tuple[Any, ...], normaliser: Normaliser) -> str | None:
+    try:
+        return normaliser.group_key(decode_body(row[5], normaliser))  # type: ignore[misc]
+    except Exception:
+        return None
+
+
+class _Batch:
+    """One transaction's worth of normalisation, with a savepoint per record or group."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        config: Config,
+        registry: Mapping[tuple[str, str], Normaliser],
+        tenants: Mapping[str, str],
+    ) -> None:
+        self.inbox = inbox
+        self.conn = inbox.conn
+        self.config = config
+        self.registry = registry
+        self.tenants = tenants
+        self.now = _iso(utc_now())
+        self.summary = NormaliseSummary()
+        self.done: list[tuple[str, str | None, str | None, int]] = []
+
+    def context(self, row: tuple[Any, ...]) -> NormaliseContext:
+        row_id, system, route, kind, received_at, _ = row
+        return NormaliseContext(
+            config=self.config,
+            conn=self.conn,
+            system=system,
+            kind=kind,
+            route=route,
+            inbox_id=row_id,
+            received_at=datetime.fromisoformat(received_at),
+            tenant=self.tenants[system],
+        )
+
+    def run(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        groups: dict[tuple[str, str, str], list[tuple[tuple[Any, ...], Any]]] = {}
+        for row in rows:
+            self.summary.processed += 1
+            normaliser = self.registry.get((row[1], row[3]))
+            if normaliser is None:
+                self.quarantine(row, NormaliseError("kind", row[3], self._unknown_kind(row[1])))
+                continue
+            try:
+                record = decode_body(row[5], normaliser)
+                if not normaliser.grouped:
+                    self.attempt([row], lambda ctx, n=normaliser, r=record: n.normalise(r, ctx))  # type: ignore[misc]
+                    continue
+                ctx = self.context(row)
+                parsed = self.guarded(ctx, normaliser.parse_row, record, ctx)  # type: ignore[arg-type]
+                key = self.guarded(ctx, normaliser.group_key, record)  # type: ignore[arg-type]
+            except NormaliseError as exc:
+                self.quarantine(row, exc)
+                continue
+            groups.setdefault((row[1], row[3], str(key)), []).append((row, parsed))
+        for (system, kind, _), members in groups.items():
+            normaliser = self.registry[(system, kind)]
+            parsed_rows = [parsed for _, parsed in members]
+            self.attempt(
+                [row for row, _ in members],
+                lambda ctx, n=normaliser, p=parsed_rows: n.build_group(p, ctx),  # type: ignore[misc]
+            )
+        self.flush()
+
+    def _unknown_kind(self, system: str) -> str:
+        known = sorted(kind for (sys_name, kind) in self.registry if sys_name == system)
+        return f"no {system} normaliser for this kind (known: {', '.join(known) or 'none'})"
+
+    def guarded(self, ctx: NormaliseContext, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run normaliser code; anything but a NormaliseError is a bug, reported and quarantined."""
+        try:
+            return fn(*args)
+        except NormaliseError:
+            raise
+        except Exception as exc:
+            log.exception("%s normaliser failed on inbox row %s", ctx.kind, ctx.inbox_id)
+            raise NormaliseError("(record)", None, f"normaliser error {type(exc).__name__}: {exc}") from None
+
+    def attempt(
+        self, rows: Sequence[tuple[Any, ...]], fn: Callable[[NormaliseContext], Iterable[NormalisedEvent] | None]
+    ) -> None:
+        """Normalise rows as one unit: all their events and state changes, or a quarantine."""
+        ctx = self.context(rows[0])
+        self.conn.execute("SAVEPOINT record")
+        try:
+            events = self.guarded(ctx, _collect, fn, ctx)
+            self.write_events(events, ctx.inbox_id)
+        except NormaliseError as exc:
+            self.conn.execute("ROLLBACK TO record")
+            self.conn.execute("RELEASE record")
+            for row in rows:
+                self.quarantine(row, exc)
+            return
+        self.conn.execute("RELEASE record")
+        for row in rows:
+            self.summary.normalised += 1
+            self.done.append(("normalised", None, self.now, row[0]))
+
+    def write_events(self, events: Sequence[NormalisedEvent], inbox_id: int) -> None:
+        for event in events:
+            customer = event.customer
+            cursor = self.conn.execute(
+                "INSERT OR IGNORE INTO events (event_id, event_type, system, tenant, occurred_at, received_at,"
+                " order_number, email, inbox_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.event_id,
+                    event.event_type,
+                    event.source.system,
+                    event.source.tenant,
+                    _iso(event.occurred_at),
+                    _iso(event.received_at) if event.received_at else None,
+                    event.order_number,
+                    customer.email if customer else None,
+                    inbox_id,
+                    json.dumps(dump_event(event), separators=(",", ":")),
+                ),
+            )
+            if cursor.rowcount:
+                self.summary.events_written += 1
+            else:
+                self.summary.events_duplicate += 1
+
+    def quarantine(self, row: tuple[Any, ...], exc: NormaliseError) -> None:
+        self.summary.quarantined += 1
+        self.summary.quarantined_ids.append(row[0])
+        self.done.append(("quarantined", exc.reason, None, row[0]))
+
+    def flush(self) -> None:
+        self.conn.executemany(
+            "UPDATE inbox SET status = ?, reason = ?, normalised_at = ?, attempts = attempts + 1 WHERE id = ?",
+            self.done,
+        )

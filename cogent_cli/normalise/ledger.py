@@ -1,0 +1,284 @@
+"""The per-order ledger (ordered vs despatched quantities) and the shipments seen so far.
+
+`is_partial` and `is_final` come from the ledger: the ordered quantities of an order (recorded by any
+system that knows them, keyed by the storefront order number) against the quantities of every shipment
+despatched up to and including this one (by despatch time, so late-arriving shipments do not change
+history). A shipment seen before is never announced twice: the same picture yields no event, a richer
+one (package-level tracking, more items, changed tracking) yields a new event with the same
+`shipment_id` and `supersedes` naming the event it upgrades.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
+
+from cogent_cli.events import CustomerRef, NormalisedEvent, OrderRef, Parcel, ParcelItem
+
+if TYPE_CHECKING:
+    from sqlite3 import Connection
+
+    from cogent_cli.normalise.base import NormaliseContext
+
+Granularity = Literal["parcel", "shipment"]
+
+
+@dataclass(frozen=True)
+class LedgerPosition:
+    """Where an order stands after a shipment: what was ordered, what has gone, what remains."""
+
+    ordered: dict[str, int]
+    despatched: dict[str, int]
+
+    @property
+    def known(self) -> bool:
+        return bool(self.ordered)
+
+    @property
+    def remaining(self) -> dict[str, int]:
+        return {
+            sku: qty - self.despatched.get(sku, 0)
+            for sku, qty in sorted(self.ordered.items())
+            if qty > self.despatched.get(sku, 0)
+        }
+
+
+class OrderLedger:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def record_order(
+        self, order_number: str, lines: Mapping[str, int], *, system: str, at: datetime, replace: bool = True
+    ) -> None:
+        """Store ordered quantities per SKU; `replace` drops SKUs no longer on the order (an edit)."""
+        if replace:
+            self.conn.execute("DELETE FROM order_lines WHERE order_number = ?", (order_number,))
+        self.conn.executemany(
+            "INSERT INTO order_lines (order_number, sku, ordered, system, updated_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (order_number, sku) DO UPDATE SET ordered = excluded.ordered, system = excluded.system,"
+            " updated_at = excluded.updated_at",
+            [(order_number, sku, qty, system, at.isoformat()) for sku, qty in lines.items()],
+        )
+
+    def ordered(self, order_number: str) -> dict[str, int]:
+        rows = self.conn.execute("SELECT sku, ordered FROM order_lines WHERE order_number = ?", (order_number,))
+        return dict(rows.fetchall())
+
+    def despatched(self, order_number: str, until: str | None = None) -> dict[str, int]:
+        sql = "SELECT sku, sum(quantity) FROM shipment_items WHERE order_number = ?"
+        params: list[Any] = [order_number]
+        if until is not None:
+            sql += " AND despatched_at <= ?"
+            params.append(until)
+        return dict(self.conn.execute(sql + " GROUP BY sku", params).fetchall())
+
+    def position(self, order_number: str, until: str | None = None) -> LedgerPosition:
+        return LedgerPosition(self.ordered(order_number), self.despatched(order_number, until))
+
+
+def _parcels(parcels: Iterable[Parcel | Mapping[str, Any]]) -> list[Parcel]:
+    from cogent_cli.normalise.base import NormaliseError
+
+    result = []
+    for index, parcel in enumerate(parcels):
+        try:
+            result.append(parcel if isinstance(parcel, Parcel) else Parcel.model_validate(parcel))
+        except ValidationError as exc:
+            raise NormaliseError.from_validation(exc, prefix=f"parcels.{index}.") from None
+    return result
+
+
+def total_items(parcels: Sequence[Parcel]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for parcel in parcels:
+        for item in parcel.items:
+            totals[item.sku] = totals.get(item.sku, 0) + item.quantity
+    return totals
+
+
+def _fingerprint(granularity: str, parcels: Sequence[Parcel], items: Mapping[str, int]) -> str:
+    picture = {
+        "granularity": granularity,
+        "parcels": sorted(
+            (p.model_dump(mode="json", exclude_none=True, exclude={"weight_kg"}) for p in parcels),
+            key=lambda p: json.dumps(p, sort_keys=True),
+        ),
+        "items": sorted(items.items()),
+    }
+    return hashlib.sha256(json.dumps(picture, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KnownShipment:
+    order_number: str | None
+    granularity: str
+    fingerprint: str
+    event_id: str
+    parcels: list[Parcel]
+    items: dict[str, int]
+
+
+class Shipments:
+    """Turns shipments into `shipment.despatched` events, once per distinct picture of each shipment."""
+
+    def __init__(self, ctx: NormaliseContext) -> None:
+        self.ctx = ctx
+
+    def known(self, shipment_id: str) -> KnownShipment | None:
+        row = self.ctx.conn.execute(
+            "SELECT order_number, granularity, fingerprint, event_id, body FROM shipments"
+            " WHERE system = ? AND shipment_id = ?",
+            (self.ctx.system, shipment_id),
+        ).fetchone()
+        if row is None:
+            return None
+        body = json.loads(row[4])
+        return KnownShipment(
+            order_number=row[0],
+            granularity=row[1],
+            fingerprint=row[2],
+            event_id=row[3],
+            parcels=[Parcel.model_validate(p) for p in body["parcels"]],
+            items={sku: int(qty) for sku, qty in body["items"].items()},
+        )
+
+    def despatch(
+        self,
+        *,
+        shipment_id: str,
+        despatched_at: datetime,
+        parcels: Iterable[Parcel | Mapping[str, Any]],
+        granularity: Granularity,
+        dedupe_key: str,
+        order_number: str | None = None,
+        items: Mapping[str, int] | None = None,
+        site: str | None = None,
+        final: bool | None = None,
+        native_event: str | None = None,
+        native_ids: Mapping[str, Any] | None = None,
+        customer: CustomerRef | Mapping[str, Any] | None = None,
+        order_ref: OrderRef | Mapping[str, Any] | None = None,
+        confidence: Literal["documented", "inferred", "assumed"] | None = None,
+    ) -> NormalisedEvent | None:
+        """The event announcing this shipment, or None when this picture of it was announced already.
+
+        `items` gives the shipment's contents when the parcels cannot (package-level tracking without
+        per-package contents); otherwise they are summed from the parcels. `final` is the source's own
+        say (e.g. Scend's is_final_despatch) and wins over the ledger.
+        """
+        ctx = self.ctx
+        parcel_list = _parcels(parcels)
+        contents = dict(items) if items is not None else total_items(parcel_list)
+        previous = self.known(shipment_id)
+        supersedes = None
+        if previous is not None:
+            if previous.granularity == "parcel" and granularity == "shipment":
+                # Despatch-level data never replaces package-level data; it may only add contents.
+                if not (set(contents) - set(previous.items)):
+                    return None
+                granularity, parcel_list = "parcel", previous.parcels
+                contents = {**contents, **previous.items}
+            elif granularity == "shipment" and previous.granularity == "shipment":
+                contents = {**previous.items, **contents}
+                parcel_list = [_merge_despatch_parcel(previous.parcels, parcel_list, contents)]
+            elif granularity == "parcel" and previous.granularity == "parcel":
+                # Packages may arrive one at a time: keep the ones this payload does not mention.
+                mentioned = {p.parcel_id for p in parcel_list}
+                kept = [p for p in previous.parcels if p.parcel_id is not None and p.parcel_id not in mentioned]
+                parcel_list = kept + parcel_list
+                if items is None:
+                    contents = total_items(parcel_list)
+            if not contents:
+                contents = previous.items
+            supersedes = previous.event_id
+            order_number = order_number or previous.order_number
+        fingerprint = _fingerprint(granularity, parcel_list, contents)
+        if previous is not None:
+            if previous.fingerprint == fingerprint:
+                return None
+            dedupe_key = f"{dedupe_key}|v:{fingerprint[:16]}"
+        despatched = despatched_at.isoformat()
+        self._store_items(shipment_id, order_number, contents, despatched)
+        position = ctx.ledger.position(order_number, despatched) if order_number else None
+        is_final: bool | None = final
+        if is_final is None and position is not None and position.known:
+            is_final = not position.remaining
+        data: dict[str, Any] = {
+            "shipment_id": shipment_id,
+            "despatched_at": despatched_at,
+            "is_partial": (not is_final) if is_final is not None else None,
+            "is_final": is_final,
+            "site": site,
+            "parcels": parcel_list,
+            "tracking_granularity": granularity,
+            "items": [ParcelItem(sku=sku, quantity=qty) for sku, qty in sorted(contents.items())],
+        }
+        if position is not None and position.known:
+            data["pending_items"] = [ParcelItem(sku=sku, quantity=qty) for sku, qty in position.remaining.items()]
+        if supersedes:
+            data["supersedes"] = supersedes
+        event = ctx.event(
+            "shipment.despatched",
+            dedupe_key=dedupe_key,
+            occurred_at=despatched_at,
+            data={key: value for key, value in data.items() if value is not None},
+            native_event=native_event,
+            native_ids={"shipment_id": shipment_id, **(native_ids or {})},
+            customer=customer,
+            order_ref=order_ref,
+            confidence=confidence,
+        )
+        body = {
+            "parcels": [p.model_dump(mode="json", exclude_none=True) for p in parcel_list],
+            "items": contents,
+        }
+        ctx.conn.execute(
+            "INSERT INTO shipments (system, shipment_id, order_number, despatched_at, granularity, fingerprint,"
+            " event_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (system, shipment_id) DO UPDATE SET"
+            " order_number = excluded.order_number, despatched_at = excluded.despatched_at,"
+            " granularity = excluded.granularity, fingerprint = excluded.fingerprint,"
+            " event_id = excluded.event_id, body = excluded.body",
+            (
+                ctx.system,
+                shipment_id,
+                order_number,
+                despatched,
+                granularity,
+                fingerprint,
+                event.event_id,
+                json.dumps(body),
+            ),
+        )
+        for parcel in parcel_list:
+            if parcel.ship_method is not None:
+                ctx.ship_method(parcel.ship_method, event.event_id)
+        return event
+
+    def _store_items(self, shipment_id: str, order_number: str | None, items: Mapping[str, int], at: str) -> None:
+        conn = self.ctx.conn
+        conn.execute("DELETE FROM shipment_items WHERE system = ? AND shipment_id = ?", (self.ctx.system, shipment_id))
+        conn.executemany(
+            "INSERT INTO shipment_items (system, shipment_id, order_number, sku, quantity, despatched_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(self.ctx.system, shipment_id, order_number, sku, qty, at) for sku, qty in items.items()],
+        )
+
+
+def _merge_despatch_parcel(previous: Sequence[Parcel], new: Sequence[Parcel], items: Mapping[str, int]) -> Parcel:
+    """One despatch-level parcel holding everything, keeping tracking details the newer data lacks."""
+    old = previous[0] if previous else None
+    latest = new[0] if new else old
+    assert latest is not None
+    return Parcel(
+        parcel_id=latest.parcel_id or (old.parcel_id if old else None),
+        tracking_number=latest.tracking_number or (old.tracking_number if old else None),
+        tracking_url=latest.tracking_url or (old.tracking_url if old else None),
+        ship_method=latest.ship_method or (old.ship_method if old else None),
+        items=[ParcelItem(sku=sku, quantity=qty) for sku, qty in sorted(items.items())],
+    )

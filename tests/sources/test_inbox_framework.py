@@ -1,0 +1,136 @@
+"""The inbox and the normaliser framework, with a throwaway normaliser registered for the test."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from cogent_cli.events import parse_event
+from cogent_cli.inbox import Inbox, InboxError
+from cogent_cli.normalise import base
+from cogent_cli.normalise.base import NormaliseContext, NormaliseError, Record, register
+from cogent_cli.workspace import Workspace
+
+KIND = "test_cancellation"
+
+
+@pytest.fixture(autouse=True)
+def test_kind() -> Iterator[None]:
+    @register("swap", KIND, matches=lambda r: "cancel_id" in r)
+    def cancellation(record: Record, ctx: NormaliseContext):
+        if "boom" in record:
+            raise RuntimeError("unexpected")
+        if not record.get("cancel_id"):
+            raise NormaliseError("cancel_id", record.get("cancel_id"), "required")
+        yield ctx.event(
+            "order.cancelled",
+            dedupe_key=f"cancel|{record['cancel_id']}",
+            occurred_at=datetime(2025, 5, 1, 9, tzinfo=UTC),
+            data={"scope": "full", "reason": record.get("reason")},
+            order_ref={"order_number": record.get("order")},
+        )
+
+    yield
+    base._REGISTRY.pop(("swap", KIND), None)
+
+
+def receive(inbox: Inbox, key: str, record: dict) -> int:
+    return inbox.receive("swap", "webhook", KIND, key, json.dumps(record)).id
+
+
+def test_duplicate_delivery_is_stored_once(workspace: Workspace) -> None:
+    inbox = Inbox(workspace.store())
+    first = inbox.receive("swap", "webhook", KIND, "k1", '{"cancel_id": "1"}')
+    second = inbox.receive("swap", "webhook", KIND, "k1", '{"cancel_id": "1"}')
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert second.id == first.id
+    assert len(inbox.list()) == 1
+
+
+def test_same_key_from_another_system_is_not_a_duplicate(workspace: Workspace) -> None:
+    inbox = Inbox(workspace.store())
+    inbox.receive("swap", "webhook", KIND, "k1", "{}")
+    assert not inbox.receive("clarus", "webhook", KIND, "k1", "{}").duplicate
+
+
+def test_receive_is_committed_before_it_returns(workspace: Workspace) -> None:
+    Inbox(workspace.store()).receive("swap", "webhook", KIND, "k1", '{"cancel_id": "1"}', headers={"X-A": "b"})
+    other = Inbox(workspace.store())  # a second connection sees it
+    [row] = other.list()
+    assert (row.status, row.headers, row.body) == ("pending", {"X-A": "b"}, '{"cancel_id": "1"}')
+
+
+@pytest.mark.parametrize(
+    ("system", "route", "key", "message"),
+    [("shopify", "webhook", "k", "Unknown system"), ("swap", "email", "k", "Unknown route"), ("swap", "pull", "", "idempotency")],
+)
+def test_receive_refuses_malformed_envelopes(workspace: Workspace, system: str, route: str, key: str, message: str) -> None:
+    with pytest.raises(InboxError, match=message):
+        Inbox(workspace.store()).receive(system, route, KIND, key, "{}")
+
+
+def test_bad_record_is_quarantined_and_the_ones_beside_it_flow(workspace: Workspace) -> None:
+    store = workspace.store()
+    inbox = Inbox(store)
+    good1 = receive(inbox, "a", {"cancel_id": "1", "order": "SO-1"})
+    bad = receive(inbox, "b", {"cancel_id": ""})
+    broken = receive(inbox, "c", {"cancel_id": "3", "boom": True})
+    not_json = inbox.receive("swap", "webhook", KIND, "d", "{not json").id
+    good2 = receive(inbox, "e", {"cancel_id": "5"})
+    summary = inbox.normalise_pending(workspace.config)
+    assert (summary.processed, summary.normalised, summary.quarantined) == (5, 2, 3)
+    assert summary.quarantined_ids == [bad, broken, not_json]
+    assert inbox.get(bad).reason == "cancel_id = '': required"
+    assert inbox.get(broken).reason.startswith("(record) = None: normaliser error RuntimeError: unexpected")
+    assert inbox.get(not_json).reason.startswith("body = '{not json': not valid JSON")
+    assert {inbox.get(i).status for i in (good1, good2)} == {"normalised"}
+    rows = list(store.db.query("select * from events order by rowid"))
+    assert [r["inbox_id"] for r in rows] == [good1, good2]
+    event = parse_event(rows[0]["body"])
+    assert (event.event_type, event.order_number, event.source.raw_ref) == ("order.cancelled", "SO-1", f"inbox:{good1}")
+    assert rows[0]["order_number"] == "SO-1"
+
+
+def test_unknown_kind_is_quarantined_naming_the_known_kinds(workspace: Workspace) -> None:
+    inbox = Inbox(workspace.store())
+    row = inbox.receive("swap", "webhook", "no_such_kind", "k", "{}").id
+    inbox.normalise_pending(workspace.config)
+    assert inbox.get(row).status == "quarantined"
+    assert "no swap normaliser for this kind (known:" in inbox.get(row).reason
+    assert KIND in inbox.get(row).reason
+
+
+def test_same_fact_by_two_routes_is_one_event(workspace: Workspace) -> None:
+    store = workspace.store()
+    inbox = Inbox(store)
+    receive(inbox, "webhook-key", {"cancel_id": "7"})
+    inbox.receive("swap", "pull", KIND, "pull-key", json.dumps({"cancel_id": "7"}))
+    summary = inbox.normalise_pending(workspace.config)
+    assert (summary.events_written, summary.events_duplicate) == (1, 1)
+    assert store.db["events"].count == 1
+
+
+def test_retry_after_fix_renormalises_quarantined_rows(workspace: Workspace) -> None:
+    store = workspace.store()
+    inbox = Inbox(store)
+    row = receive(inbox, "a", {"cancel_id": ""})
+    inbox.normalise_pending(workspace.config)
+    store.db.conn.execute("UPDATE inbox SET body = ? WHERE id = ?", ('{"cancel_id": "9"}', row))
+    assert inbox.retry(all_quarantined=True) == [row]
+    summary = inbox.normalise_pending(workspace.config, ids=[row])
+    assert (summary.normalised, summary.events_written) == (1, 1)
+    fixed = inbox.get(row)
+    assert (fixed.status, fixed.reason, fixed.attempts) == ("normalised", None, 2)
+
+
+def test_normalising_twice_writes_nothing_new(workspace: Workspace) -> None:
+    store = workspace.store()
+    inbox = Inbox(store)
+    row = receive(inbox, "a", {"cancel_id": "1"})
+    inbox.normalise_pending(workspace.config)
+    inbox.retry([row])
+    summary = inbox.normalise_pending(workspace.config)
+    assert (summary.events_written, summary.events_duplicate) == (0, 1)
