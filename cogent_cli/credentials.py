@@ -9,6 +9,7 @@ Values are registered with the log redactor the moment they are read.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -21,6 +22,8 @@ from cogent_cli.errors import CredentialError, KeyringUnavailableError, UsageErr
 from cogent_cli.logs import register_secret
 
 Origin = Literal["config", "keyring", "environment"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class Credentials:
             found = None
         if found:
             register_secret(found[0])
+            log.info("%s %s read from %s", system, name, found[1])
         return found
 
     def get(self, system: str, name: str | None = None) -> str:
@@ -141,11 +145,12 @@ class Credentials:
 
     def set(self, system: str, value: str, name: str | None = None) -> str:
         name = self.check_writable(system, name)
-        if not value.strip():
+        value = value.strip()
+        if not value:
             raise UsageError(f"Refusing to store an empty {system} {name}", hint="Paste the value again.")
         register_secret(value)
         try:
-            keyring.set_password(self.service, f"{system}.{name}", value.strip())
+            keyring.set_password(self.service, f"{system}.{name}", value)
         except keyring.errors.KeyringError as exc:
             raise KeyringUnavailableError(
                 f"The system keyring refused to store the {system} {name}: {type(exc).__name__}",

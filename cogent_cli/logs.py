@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -16,6 +17,7 @@ MIN_SECRET_LENGTH = 4
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
+_format: LogFormat = "text"
 
 
 def register_secret(value: str | None) -> None:
@@ -34,6 +36,66 @@ def redact(text: str) -> str:
     return text
 
 
+def log_format() -> LogFormat:
+    """The format chosen by the last `setup_logging` call."""
+    return _format
+
+
+def json_line(
+    level: str, logger: str, message: str, created: float | None = None, fields: dict[str, object] | None = None
+) -> str:
+    """One log entry as a JSON object on one line, secrets redacted."""
+    entry: dict[str, object] = {
+        "ts": datetime.fromtimestamp(created, UTC).isoformat() if created else datetime.now(UTC).isoformat(),
+        "level": level,
+        "logger": logger,
+        "message": message,
+    }
+    entry.update((key, value) for key, value in (fields or {}).items() if key not in entry)
+    return redact(json.dumps(entry, default=str, ensure_ascii=False))
+
+
+class JsonLinesWriter(io.TextIOBase):
+    """A text stream that writes each line it is given to stderr as one JSON object.
+
+    With `--log-format json` the CLI's progress and diagnostic output goes through this, so
+    every line on stderr is JSON that cron and log shippers can parse.
+    """
+
+    def __init__(self, logger: str = "cogent", level: str = "info") -> None:
+        self.logger = logger
+        self.level = level
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if line.strip():
+                sys.stderr.write(json_line(self.level, self.logger, line.rstrip()) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.write("\n")
+        sys.stderr.flush()
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time, so a replaced stderr (tests, daemons) is followed."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> io.TextIOBase:
+        return sys.stderr  # type: ignore[return-value]
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 class _RedactingFormatter(logging.Formatter):
     def __init__(self, fmt: LogFormat) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -42,22 +104,18 @@ class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if self.fmt == "text":
             return redact(super().format(record))
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update(getattr(record, "fields", {}))
+        fields = dict(getattr(record, "fields", {}))
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, default=str))
+            fields["exception"] = self.formatException(record.exc_info)
+        return json_line(record.levelname.lower(), record.name, record.getMessage(), record.created, fields)
 
 
 def setup_logging(verbosity: int = 0, fmt: LogFormat = "text") -> None:
     """-v shows info, -vv debug (including HTTP traffic, headers never included)."""
+    global _format
+    _format = fmt
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_RedactingFormatter(fmt))
     root = logging.getLogger()
     for existing in list(root.handlers):

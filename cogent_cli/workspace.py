@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -18,6 +19,8 @@ CONFIG_NAME = "cogent.toml"
 STATE_DIR = ".cogent"
 STATE_NAME = "state.db"
 WORKSPACE_ENV = "COGENT_WORKSPACE"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,10 +57,12 @@ def find_workspace(explicit: Path | None = None, start: Path | None = None) -> W
                 f"{root} is not a cogent workspace (no {CONFIG_NAME}); it was named by {origin}",
                 hint=f"Run `cogent init {root}` to create one, or point {origin} at an existing workspace.",
             )
+        log.info("workspace %s (named by %s)", root, "--workspace" if explicit else WORKSPACE_ENV)
         return Workspace(root)
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         if (candidate / CONFIG_NAME).is_file():
+            log.info("workspace %s (found from %s)", candidate, here)
             return Workspace(candidate)
     raise WorkspaceNotFoundError(
         f"Not inside a cogent workspace (no {CONFIG_NAME} in {here} or any folder above it)",

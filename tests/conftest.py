@@ -10,6 +10,7 @@ import pytest
 from keyring.backend import KeyringBackend
 from typer.testing import CliRunner
 
+from cogent_cli.logs import setup_logging
 from cogent_cli.workspace import Workspace, init_workspace
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -46,6 +47,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Memory
     monkeypatch.chdir(tmp_path)
     yield backend
     keyring.set_keyring(previous)
+    # A test that ran `cogent -vv --log-format json` must not change how the next one logs.
+    setup_logging(0, "text")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ Errors from the library are turned into messages and exit statuses here, and onl
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ from cogent_cli import __version__
 from cogent_cli.cli import auth, config, db, playbook, workspace
 from cogent_cli.cli.common import CONTEXT_SETTINGS, GlobalOptions, stderr
 from cogent_cli.errors import CogentError, ExitStatus
-from cogent_cli.logs import LogFormat, redact, setup_logging
+from cogent_cli.logs import LogFormat, json_line, log_format, redact, setup_logging
 
 
 class CogentGroup(TyperGroup):
@@ -26,7 +27,11 @@ class CogentGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except CogentError as exc:
-            stderr().print(f"[bold red]Error:[/] {escape(redact(str(exc)))}", soft_wrap=True)
+            if log_format() == "json":
+                fields = {"hint": exc.hint, "problems": getattr(exc, "problems", None), "exit_status": exc.exit_status}
+                sys.stderr.write(json_line("error", "cogent", exc.message, fields=fields) + "\n")
+            else:
+                stderr().print(f"[bold red]Error:[/] {escape(redact(str(exc)))}", soft_wrap=True)
             raise typer.Exit(int(exc.exit_status)) from None
         except KeyboardInterrupt:
             stderr().print("Interrupted.")

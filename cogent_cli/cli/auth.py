@@ -29,6 +29,7 @@ def set_(
     """Store a secret in the system keyring for this workspace (hidden prompt, or --from-stdin).
 
     Example: cogent auth set klaviyo
+
     Example: printf %s "$KEY" | cogent auth set swap --name webhook_secret --from-stdin
     """
     credentials = Credentials(workspace_from(ctx).config)

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
+from cogent_cli.logs import JsonLinesWriter, log_format
 from cogent_cli.workspace import Workspace, find_workspace
 
+if TYPE_CHECKING:
+    from typer._click.formatting import HelpFormatter  # typer ships its own click
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+EXAMPLE = re.compile(r"^[ \t]*Example:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 
 
 @dataclass
@@ -23,11 +30,15 @@ class GlobalOptions:
 
 
 def stdout() -> Console:
-    return Console(soft_wrap=False, highlight=False)
+    # Lines are never wrapped: piped output must stay one record per line.
+    return Console(soft_wrap=True, highlight=False)
 
 
 def stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    """Progress and diagnostics; with `--log-format json` each line becomes one JSON object."""
+    if log_format() == "json":
+        return Console(file=JsonLinesWriter(), soft_wrap=True, highlight=False)
+    return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def workspace_from(ctx: typer.Context) -> Workspace:
@@ -39,5 +50,31 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
+def examples(help_text: str | None) -> list[str]:
+    """The `Example:` lines of a command's help, without the prefix."""
+    return EXAMPLE.findall(help_text or "")
+
+
+def group_examples(group: TyperGroup, ctx: typer.Context) -> list[str]:
+    """The first example of each visible command in a group, in the order `--help` lists them."""
+    found = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is not None and not command.hidden and (own := examples(command.help)):
+            found.append(own[0])
+    return found
+
+
+class CommandGroup(TyperGroup):
+    """A command group whose `--help` also shows an example of each of its commands."""
+
+    def format_help_text(self, ctx: typer.Context, formatter: HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        if found := group_examples(self, ctx):
+            with formatter.section("Examples"):
+                for line in found:
+                    formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
+
+
 def new_typer(help_text: str) -> typer.Typer:
-    return typer.Typer(help=help_text, no_args_is_help=True, context_settings=CONTEXT_SETTINGS)
+    return typer.Typer(cls=CommandGroup, help=help_text, no_args_is_help=True, context_settings=CONTEXT_SETTINGS)

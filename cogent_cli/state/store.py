@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from cogent_cli.errors import StateError, StateTooNewError
 from cogent_cli.state.migrations import migrations
 
 BUSY_TIMEOUT_MS = 30_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Store:
         pending = [m.name for m in migrations.pending(self.db)]
         if pending:
             migrations.apply(self.db)
+            log.info("state %s: applied %s", self.path, ", ".join(pending))
         return pending
 
     @contextmanager
