@@ -132,6 +132,10 @@ _INSERT = (
 )
 
 
+# Set by `cogent ingest` on a CSV row whose cell count differs from its header's.
+CSV_ERROR_KEY = "__csv_error__"
+
+
 def decode_body(body: str, normaliser: Normaliser | None) -> Record:
     """The raw body as a record: a JSON object, or for form kinds also a query string."""
     text = body.strip()
@@ -143,6 +147,8 @@ def decode_body(body: str, normaliser: Normaliser | None) -> Record:
         raise NormaliseError("body", text[:40], f"not valid JSON ({exc})") from None
     if not isinstance(record, dict):
         raise NormaliseError("body", text[:40], "must be a JSON object")
+    if CSV_ERROR_KEY in record:
+        raise NormaliseError("row", record.pop(CSV_ERROR_KEY), "malformed CSV row")
     return record
 
 
@@ -291,7 +297,7 @@ class Inbox:
     def _pending_batches(
         self, ids: Iterable[int] | None, batch_size: int, registry: Mapping[tuple[str, str], Normaliser]
     ) -> Iterator[list[tuple[Any, ...]]]:
-        columns = "id, system, route, kind, received_at, body"
+        columns = "id, system, route, kind, received_at, body, headers"
         if ids is not None:
             wanted = sorted(set(ids))
             for start in range(0, len(wanted), batch_size):
@@ -363,7 +369,7 @@ class _Batch:
         self.done: list[tuple[str, str | None, str | None, int]] = []
 
     def context(self, row: tuple[Any, ...]) -> NormaliseContext:
-        row_id, system, route, kind, received_at, _ = row
+        row_id, system, route, kind, received_at = row[:5]
         return NormaliseContext(
             config=self.config,
             conn=self.conn,
@@ -373,6 +379,7 @@ class _Batch:
             inbox_id=row_id,
             received_at=datetime.fromisoformat(received_at),
             tenant=self.tenants[system],
+            headers=json.loads(row[6] or "{}") if len(row) > 6 else {},
         )
 
     def run(self, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -380,11 +387,10 @@ class _Batch:
         for row in rows:
             self.summary.processed += 1
             normaliser = self.registry.get((row[1], row[3]))
-            if normaliser is None:
-                self.quarantine(row, NormaliseError("kind", row[3], self._unknown_kind(row[1])))
-                continue
             try:
                 record = decode_body(row[5], normaliser)
+                if normaliser is None:
+                    raise NormaliseError("kind", row[3], self._unknown_kind(row[1]))
                 if not normaliser.grouped:
                     self.attempt([row], lambda ctx, n=normaliser, r=record: n.normalise(r, ctx))  # type: ignore[misc]
                     continue

@@ -121,13 +121,21 @@ class Normaliser:
     parse_row: Callable[[Record, NormaliseContext], Any] | None = None
     build_group: Callable[[Sequence[Any], NormaliseContext], Iterable[NormalisedEvent] | None] | None = None
     body: BodyFormat = "json"
-    columns: frozenset[str] = frozenset()
+    # CSV header names that identify the kind; a function of the config when they are configurable.
+    columns: frozenset[str] | Callable[[Config], Iterable[str]] = frozenset()
     matches: Callable[[Record], bool] | None = None
+    # The source's natural key of a record, when it has one; `cogent ingest` and the pull connectors
+    # use it as the inbox idempotency key so one fact arriving by two routes is stored once.
+    natural_key: Callable[[Record], str] | None = None
     description: str = ""
 
     @property
     def grouped(self) -> bool:
         return self.group_key is not None
+
+    def header_columns(self, config: Config) -> frozenset[str]:
+        columns = self.columns
+        return frozenset(columns(config) if callable(columns) else columns)
 
 
 _REGISTRY: dict[tuple[str, str], Normaliser] = {}
@@ -150,8 +158,9 @@ def register(
     kind: str,
     *,
     body: BodyFormat = "json",
-    columns: Iterable[str] = (),
+    columns: Iterable[str] | Callable[[Config], Iterable[str]] = (),
     matches: Callable[[Record], bool] | None = None,
+    natural_key: Callable[[Record], str] | None = None,
     description: str = "",
 ) -> Callable[[RowNormaliser], RowNormaliser]:
     """Decorator registering `fn(record, ctx) -> events` for (system, kind)."""
@@ -163,8 +172,9 @@ def register(
                 kind,
                 normalise=fn,
                 body=body,
-                columns=frozenset(columns),
+                columns=columns if callable(columns) else frozenset(columns),
                 matches=matches,
+                natural_key=natural_key,
                 description=description or _summary(fn),
             )
         )
@@ -181,8 +191,9 @@ def register_grouped(
     parse_row: Callable[[Record, NormaliseContext], Any],
     build_group: Callable[[Sequence[Any], NormaliseContext], Iterable[NormalisedEvent] | None],
     body: BodyFormat = "json",
-    columns: Iterable[str] = (),
+    columns: Iterable[str] | Callable[[Config], Iterable[str]] = (),
     matches: Callable[[Record], bool] | None = None,
+    natural_key: Callable[[Record], str] | None = None,
     description: str = "",
 ) -> Normaliser:
     """Register a kind whose rows are validated one by one and turned into events group by group."""
@@ -194,8 +205,9 @@ def register_grouped(
             parse_row=parse_row,
             build_group=build_group,
             body=body,
-            columns=frozenset(columns),
+            columns=columns if callable(columns) else frozenset(columns),
             matches=matches,
+            natural_key=natural_key,
             description=description or _summary(build_group),
         )
     )
@@ -237,8 +249,13 @@ def tenant_for(config: Config, system: str) -> str:
     return config.workspace.id
 
 
+def _canon(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
 def lookup(record: Mapping[str, Any], path: str) -> Any:
-    """A field by name, or by dotted path into nested objects (lists take their first element)."""
+    """A field by name, by dotted path into nested objects (lists take their first element), or by a
+    name that differs only in case, spaces or punctuation ("Salesorder number" finds "Salesorder_number")."""
     if path in record:
         return record[path]
     node: Any = record
@@ -246,9 +263,13 @@ def lookup(record: Mapping[str, Any], path: str) -> Any:
         if isinstance(node, list):
             node = node[0] if node else None
         if not isinstance(node, Mapping) or part not in node:
-            return None
+            node = None
+            break
         node = node[part]
-    return node
+    if node is not None:
+        return node
+    wanted = _canon(path)
+    return next((value for key, value in record.items() if isinstance(key, str) and _canon(key) == wanted), None)
 
 
 @dataclass
@@ -263,7 +284,13 @@ class NormaliseContext:
     inbox_id: int
     received_at: datetime
     tenant: str = ""
-    default_statuses: Mapping[str, str] = field(default_factory=dict)
+    # Delivery headers stored with the raw body (webhooks: Marketplacer-Sequence, X-ClarusWMS-...).
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        """A delivery header, matched without regard to case."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
 
     def __post_init__(self) -> None:
         from cogent_cli.normalise.ledger import OrderLedger, Shipments
@@ -294,6 +321,7 @@ class NormaliseContext:
         customer: CustomerRef | Mapping[str, Any] | None = None,
         order_ref: OrderRef | Mapping[str, Any] | None = None,
         confidence: Literal["documented", "inferred", "assumed"] | None = None,
+        sequence: int | None = None,
     ) -> NormalisedEvent:
         """A normalised event from this context's source; model violations become NormaliseError."""
         try:
@@ -304,6 +332,7 @@ class NormaliseContext:
                 native_event=native_event,
                 native_ids={k: str(v) for k, v in (native_ids or {}).items() if v not in (None, "")},
                 dedupe_key=dedupe_key,
+                sequence=sequence,
                 raw_ref=f"inbox:{self.inbox_id}",
             )
             envelope: dict[str, Any] = {}
@@ -346,14 +375,15 @@ class NormaliseContext:
             **{k: v for k, v in extra.items() if v not in (None, "")},
         )
 
-    def status(self, native: str, field_name: str = "status") -> str:
-        """Normalised status of a native one; configured mappings win over the normaliser's defaults."""
+    def status(self, native: str, defaults: Mapping[str, str] | None = None, field_name: str = "status") -> str:
+        """Normalised status of a native one; `[mapping.status.<system>]` wins over the normaliser's defaults."""
         configured = self.config.mapping.status.get(self.system, {})
-        for table in (configured, self.default_statuses):
+        defaults = defaults or {}
+        for table in (configured, defaults):
             for key in (native, native.strip(), native.strip().lower(), native.strip().upper()):
                 if key in table:
                     return table[key]
-        known = sorted({*configured, *self.default_statuses})
+        known = sorted({*configured, *defaults})
         raise NormaliseError(
             field_name,
             native,

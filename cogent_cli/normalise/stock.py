@@ -116,6 +116,7 @@ class StockBook:
         native_event: str | None = None,
         native_ids: Mapping[str, Any] | None = None,
         confidence: str | None = None,
+        infinite: bool | None = None,
     ) -> NormalisedEvent | None:
         """The change event for this snapshot, or None when nothing changed or it is stale."""
         ctx = self.ctx
@@ -125,6 +126,9 @@ class StockBook:
         if bucket is not None:
             levels = levels.held_back(bucket)
         state = levels.as_dict()
+        if infinite:
+            # Marketplacer's infiniteQuantity: never out of stock, whatever the count says.
+            state["infinite"] = True
         stamp = as_of.isoformat()
         previous = self.last(sku, site)
         if previous is not None:
