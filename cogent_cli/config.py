@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
@@ -59,6 +60,36 @@ class KlaviyoSettings(Section):
     _literal = field_validator("api_key", mode="before")(_no_literal_secret)
 
 
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone such as Europe/London or UTC") from None
+    return value
+
+
+Disposition = Literal["restock", "quarantine", "write_off", "return_to_vendor", "recycle", "pending"]
+ScendWebhookKind = Literal["despatch", "return", "stock_snapshot", "stock_adjustment", "order_status"]
+# [ASSUMPTION] the fields of Scend's exports (proposed shapes; nothing is published), per kind.
+SCEND_FIELDS: dict[str, tuple[str, ...]] = {
+    "despatches": (
+        "client_code", "order_number", "channel_order_ref", "despatch_id", "parcel_id", "despatched_at",
+        "carrier_code", "carrier_name", "service_code", "service_name", "tracking_number", "tracking_url",
+        "sku", "barcode", "qty_despatched", "qty_ordered", "is_final_despatch", "site_code", "customer_email",
+    ),
+    "returns": (
+        "client_code", "return_id", "rma_number", "order_number", "received_at", "sku", "barcode",
+        "qty_received", "return_reason_code", "return_reason_text", "condition", "disposition",
+        "qty_restocked", "qty_quarantined", "notes", "site_code",
+    ),
+    "stock": (
+        "client_code", "snapshot_at", "site_code", "sku", "barcode", "on_hand", "allocated", "available",
+        "quarantine", "damaged", "on_hold", "inbound_expected", "inbound_received_not_putaway",
+    ),
+    "order_status": ("client_code", "order_number", "status", "status_at", "reason"),
+}  # fmt: skip
+
+
 class SourceSettings(Section):
     enabled: bool = True
     tenant: str | None = None
@@ -80,8 +111,13 @@ class PeoplevoxSettings(SourceSettings):
     despatch_report: str = "Despatch summary"
     return_report: str = "Return summary"
     inventory_report: str = "Item inventory summary all sites"
+    # [ASSUMPTION] report times carry no zone: they are the warehouse's local time.
+    timezone: str = "Europe/London"
+    # Reports carry prices without a currency.
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "GBP"
 
     _literal = field_validator("password", "callback_token", mode="before")(_no_literal_secret)
+    _zone = field_validator("timezone")(_known_zone)
 
 
 class ClarusSettings(SourceSettings):
@@ -108,8 +144,49 @@ class ScendSettings(SourceSettings):
             "order_status": "order_status_",
         }
     )
+    # [ASSUMPTION] zone of timestamps written without an offset.
+    timezone: str = "UTC"
+    # [ASSUMPTION] export column names that differ from the proposed ones: {kind: {field: column}},
+    # e.g. columns.despatches.tracking_number = "Tracking No". Fields per kind: SCEND_FIELDS.
+    columns: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # [ASSUMPTION] webhook `event` name -> what its body carries.
+    webhook_events: dict[str, ScendWebhookKind] = Field(
+        default_factory=lambda: {
+            "despatch.confirmed": "despatch",
+            "return.received": "return",
+            "stock.snapshot": "stock_snapshot",
+            "stock.adjusted": "stock_adjustment",
+            "order.status_changed": "order_status",
+        }
+    )
+    # [ASSUMPTION] Scend return condition / disposition codes -> normalised values.
+    conditions: dict[str, str] = Field(
+        default_factory=lambda: {"SELLABLE": "sellable", "DAMAGED": "damaged", "WRONG_ITEM": "wrong_item"}
+    )
+    dispositions: dict[str, Disposition] = Field(
+        default_factory=lambda: {
+            "RESTOCK": "restock",
+            "QUARANTINE": "quarantine",
+            "WRITE_OFF": "write_off",
+            "RETURN_TO_VENDOR": "return_to_vendor",
+            "RECYCLE": "recycle",
+            "PENDING": "pending",
+        }
+    )
 
     _literal = field_validator("webhook_token", mode="before")(_no_literal_secret)
+    _zone = field_validator("timezone")(_known_zone)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, columns: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for kind, fields in columns.items():
+            if kind not in SCEND_FIELDS:
+                raise ValueError(f"unknown Scend export kind {kind!r}; kinds: {', '.join(SCEND_FIELDS)}")
+            unknown = sorted(set(fields) - set(SCEND_FIELDS[kind]))
+            if unknown:
+                raise ValueError(f"unknown {kind} field {', '.join(unknown)}; fields: {', '.join(SCEND_FIELDS[kind])}")
+        return columns
 
 
 class SwapSettings(SourceSettings):
