@@ -60,6 +60,10 @@ class KlaviyoSettings(Section):
     _literal = field_validator("api_key", mode="before")(_no_literal_secret)
 
 
+NonSellableBucket = Literal["quarantine", "damaged", "on_hold", "returns_pending_qc", "goods_in"]
+RefundMethod = Literal["original_payment", "store_credit", "gift_card", "exchange", "mixed", "unknown"]
+
+
 def _known_zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -127,6 +131,19 @@ class ClarusSettings(SourceSettings):
     client_secret: SecretRef = None
     webhook_token: SecretRef = None
     page_size: Annotated[int, Field(ge=1, le=500)] = 100
+    # Shipment statuses that mean the parcel left the building (never picked or packed).
+    dispatched_statuses: list[str] = Field(default_factory=lambda: ["dispatched"])
+    # [ASSUMPTION] stock record statuses other than these are holds (awaiting QC, quarantined...).
+    sellable_statuses: list[str] = Field(default_factory=lambda: ["available"])
+    # Hold status -> non-sellable bucket; a hold status not listed counts as on_hold.
+    hold_status_buckets: dict[str, NonSellableBucket] = Field(
+        default_factory=lambda: {"quarantined": "quarantine", "awaiting_qc": "returns_pending_qc", "damaged": "damaged"}
+    )
+    # Site used when a stock payload names no warehouse.
+    default_site: str = "default"
+    # [ASSUMPTION] a dispatched goods out whose webhook lists no shipments becomes one shipment keyed
+    # by its reference (off: such payloads are quarantined, so a later shipments pull is not doubled).
+    goods_out_shipment_fallback: bool = False
 
     _literal = field_validator("client_secret", "webhook_token", mode="before")(_no_literal_secret)
 
@@ -195,6 +212,35 @@ class SwapSettings(SourceSettings):
     api_key: SecretRef = None
     webhook_secret: SecretRef = None
     items_per_page: Annotated[int, Field(ge=1, le=50)] = 50
+    # [ASSUMPTION] header of the V2 HMAC signature (name unpublished; the Shipping API uses
+    # "x-swap-signature-sha256"). When set, webhooks must carry it in addition to the JWT.
+    signature_header: str | None = None
+    # Swap return status -> normalised return status.
+    return_statuses: dict[str, str] = Field(
+        default_factory=lambda: {
+            "Open": "lodged",
+            "Needs Review": "on_hold",
+            "On Hold": "on_hold",
+            "Closed": "closed",
+            "Expired": "expired",
+            "Cancelled": "cancelled",
+        }
+    )
+    # QC conditions the store maps to Approved, and those that put the item back on sale.
+    approved_conditions: list[str] = Field(default_factory=lambda: ["Sellable"])
+    restock_conditions: list[str] = Field(default_factory=lambda: ["Sellable"])
+    # Return type -> refund method.
+    refund_methods: dict[str, RefundMethod] = Field(
+        default_factory=lambda: {
+            "Refund": "original_payment",
+            "Shop Now Credit": "exchange",
+            "Exchange": "exchange",
+            "Additional Payment": "exchange",
+            "Shop Later Credit": "store_credit",
+        }
+    )
+    # [ASSUMPTION] whether a product's `cost` is per unit or for the whole row (`item_count` units).
+    product_cost_per: Literal["unit", "row"] = "unit"
 
     _literal = field_validator("api_key", "webhook_secret", mode="before")(_no_literal_secret)
 
@@ -206,6 +252,23 @@ class MarketplacerSettings(SourceSettings):
     page_size: Annotated[int, Field(ge=1, le=500)] = 100
     # Published limit: 750 requests per 10 s per key.
     requests_per_10s: Annotated[int, Field(ge=1, le=750)] = 600
+    # Amounts arrive as strings such as "$25.00"; this is their ISO currency unless the payload says.
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    # Key of the order's externalIds that holds the storefront order number (first one when unset).
+    order_external_id_key: str | None = None
+    # [ASSUMPTION] marketplace opt-in fields (none are documented) -> consent channel. Only an explicit
+    # true/false becomes consent.changed; an order email alone never does.
+    consent_fields: dict[str, Literal["email", "sms"]] = Field(
+        default_factory=lambda: {
+            "buyerMarketingOptIn": "email",
+            "marketingOptIn": "email",
+            "newsletterOptIn": "email",
+            "buyerSmsOptIn": "sms",
+            "smsOptIn": "sms",
+        }
+    )
+    # Site that Variant.countOnHand is reported under.
+    stock_site: str = "marketplace"
 
     _literal = field_validator("api_key", "webhook_secret", mode="before")(_no_literal_secret)
 
@@ -304,6 +367,8 @@ class SyncSettings(Section):
     wave_size: Annotated[int, Field(ge=1, le=50_000)] = 5000
     # Runs that may fail to deliver a row (throttled, unavailable) before it becomes an exception.
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    # One Klaviyo event per shipment (parcels nested) or per parcel.
+    shipment_events: Literal["shipment", "parcel"] = "shipment"
     catalog_variant_id: str = "$custom:::$default:::{sku}"
     # List that consent changes apply to; without one, subscriptions follow the account default.
     consent_list_id: str | None = None

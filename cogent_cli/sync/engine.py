@@ -1,0 +1,857 @@
+"""One sync run: take the lock, queue new events, deliver the outbox in waves, record the run.
+
+A wave is the next deliverable rows in lane order (transactional, profile, catalog, backfill). Its
+operations go out concurrently through the bulk endpoints (events, profile import, subscriptions,
+catalog variants), so every endpoint's rate budget is kept busy while the client paces each one.
+Each batch's outcome is committed as soon as it is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cogent_cli.config import Config
+from cogent_cli.errors import CogentError, ExitStatus, LockHeldError
+from cogent_cli.events import parse_event
+from cogent_cli.klaviyo.errors import (
+    AuthError,
+    BulkDeliveryError,
+    DuplicateProfileError,
+    KlaviyoError,
+    KlaviyoNotFoundError,
+    ScopeError,
+    ThrottledError,
+    TransientError,
+)
+from cogent_cli.klaviyo.filters import literal
+from cogent_cli.klaviyo.models import (
+    EventIn,
+    PatchProperties,
+    ProfileIn,
+    SubscriptionIn,
+    UnsubscriptionIn,
+    VariantInventory,
+)
+from cogent_cli.state import Store
+from cogent_cli.sync import lock
+from cogent_cli.sync.exceptions import MappingError, now_iso
+from cogent_cli.sync.identity import Identity, IdentityResolver, Resolution
+from cogent_cli.sync.mapping import LANE_NAMES, Mapper
+from cogent_cli.sync.outbox import EnqueueSummary, Outbox, OutboxRow
+from cogent_cli.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+# Largest request per endpoint (SPEC limits); bigger waves are split and sent concurrently.
+BATCH = {"event": 1000, "profile": 1000, "catalog": 100, "subscribe": 1000, "unsubscribe": 100}
+
+
+@dataclass
+class SyncOptions:
+    source: str | None = None
+    dry_run: bool = False
+    backfill_since: datetime | None = None
+    limit: int | None = None
+    max_minutes: float | None = None
+    only_outbox_ids: list[int] | None = None
+    command: str = "sync"
+
+
+@dataclass
+class LaneProgress:
+    lane: str
+    done: int
+    total: int
+    failed: int
+
+
+ProgressCallback = Callable[[LaneProgress], None]
+ClientFactory = Callable[[Config], AbstractAsyncContextManager[Any]]
+
+
+@dataclass
+class RunSummary:
+    run_id: int | None = None
+    status: str = "running"
+    exit_status: int = 0
+    started_at: str = ""
+    finished_at: str | None = None
+    enqueued: EnqueueSummary = field(default_factory=EnqueueSummary)
+    sent: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    resent: int = 0
+    coalesced: int = 0
+    waiting: int = 0
+    held: int = 0
+    recovered: int = 0
+    stale_lock_pid: int | None = None
+    error: str | None = None
+
+    @property
+    def deduplicated(self) -> int:
+        return self.enqueued.duplicates + self.resent
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "exit_status": self.exit_status,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "events_read": self.enqueued.read,
+            "operations_queued": self.enqueued.enqueued,
+            "sent": sum(self.sent.values()),
+            "sent_by_metric": dict(self.sent),
+            "deduplicated": self.deduplicated,
+            "resent_after_interruption": self.resent,
+            "coalesced": self.coalesced,
+            "failed": sum(self.failed.values()),
+            "failed_by_class": dict(self.failed),
+            "mapping_exceptions": self.enqueued.exceptions,
+            "skipped": dict(self.enqueued.skipped),
+            "waiting": self.waiting,
+            "held": self.held,
+            "recovered_in_flight": self.recovered,
+            "stale_lock_pid": self.stale_lock_pid,
+            "error": self.error,
+        }
+
+
+class _AbortRun(Exception):
+    def __init__(self, error: CogentError) -> None:
+        self.error = error
+
+
+def default_client_factory(config: Config) -> AbstractAsyncContextManager[Any]:
+    from cogent_cli.credentials import Credentials
+    from cogent_cli.klaviyo.client import KlaviyoClient
+
+    return KlaviyoClient(
+        Credentials(config).get("klaviyo"),
+        base_url=config.klaviyo.base_url,
+        revision=config.klaviyo.revision,
+        max_in_flight=config.klaviyo.max_in_flight,
+        timeout=config.klaviyo.timeout_seconds,
+    )
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class Delivery:
+    """Delivers claimed outbox rows through one client and records each outcome."""
+
+    def __init__(self, outbox: Outbox, resolver: IdentityResolver, client: Any, summary: RunSummary) -> None:
+        self.outbox = outbox
+        self.config = outbox.config
+        self.resolver = resolver
+        self.client = client
+        self.summary = summary
+        self.deferred: set[int] = set()
+        self.on_done: Callable[[list[OutboxRow], bool], None] = lambda rows, ok: None
+
+    # -- outcomes ----------------------------------------------------------------------------------
+
+    def _sent(self, rows: list[OutboxRow]) -> None:
+        self.outbox.mark([r.id for r in rows], "sent")
+        for row in rows:
+            self.summary.sent[row.metric] += 1
+            self.summary.resent += bool(row.resends)
+        self.on_done(rows, True)
+
+    def _fail(
+        self, rows: list[OutboxRow], exception_class: str, error: KlaviyoError | str, pointer: str | None = None
+    ) -> None:
+        self.outbox.fail(rows, exception_class, str(error), pointer=pointer)
+        self.summary.failed[exception_class] += len(rows)
+        self.on_done(rows, False)
+
+    def _retry_later(self, rows: list[OutboxRow], error: KlaviyoError) -> None:
+        """Throttled or unavailable after the client's own retries: pending again, not in this run.
+        A row that keeps being throttled run after run becomes a rate_budget_exhausted exception."""
+        exhausted = [
+            r for r in rows if isinstance(error, ThrottledError) and r.attempts >= self.config.sync.max_attempts
+        ]
+        if exhausted:
+            self._fail(exhausted, "rate_budget_exhausted", error)
+        again = [r for r in rows if r not in exhausted]
+        self.outbox.mark([r.id for r in again], "pending", str(error))
+        self.deferred.update(r.id for r in again)
+
+    async def _guarded(
+        self,
+        rows: list[OutboxRow],
+        items: list[Any],
+        send: Callable[[list[Any]], Awaitable[Any]],
+        on_single_failure: Callable[[OutboxRow, Any, KlaviyoError], Awaitable[None]] | None = None,
+    ) -> None:
+        """Send one batch; on a rejected batch, halve it until the bad items are isolated."""
+        try:
+            await send(items)
+        except BulkDeliveryError as exc:
+            failed_ids = {id(item) for failure in exc.outcome.failures for item in failure.items}
+            self._sent([r for r, item in zip(rows, items, strict=True) if id(item) not in failed_ids])
+            for failure in exc.outcome.failures:
+                subset = {id(item) for item in failure.items}
+                pairs = [(r, item) for r, item in zip(rows, items, strict=True) if id(item) in subset]
+                await self._handle(failure.error, [p[0] for p in pairs], [p[1] for p in pairs], send, on_single_failure)
+            return
+        except KlaviyoError as exc:
+            await self._handle(exc, rows, items, send, on_single_failure)
+            return
+        self._sent(rows)
+
+    async def _handle(
+        self,
+        error: KlaviyoError,
+        rows: list[OutboxRow],
+        items: list[Any],
+        send: Callable[[list[Any]], Awaitable[Any]],
+        on_single_failure: Callable[[OutboxRow, Any, KlaviyoError], Awaitable[None]] | None,
+    ) -> None:
+        if isinstance(error, ThrottledError | TransientError):
+            self._retry_later(rows, error)
+        elif isinstance(error, ScopeError):
+            self._fail(rows, "auth_scope", error)
+        elif isinstance(error, AuthError):
+            self.outbox.mark([r.id for r in rows], "pending", str(error))
+            raise _AbortRun(error)
+        elif len(rows) > 1:
+            half = len(rows) // 2
+            await asyncio.gather(
+                self._guarded(rows[:half], items[:half], send, on_single_failure),
+                self._guarded(rows[half:], items[half:], send, on_single_failure),
+            )
+        elif on_single_failure is not None:
+            await on_single_failure(rows[0], items[0], error)
+        else:
+            self._fail(rows, *self._classify(error, rows[0]))
+
+    @staticmethod
+    def _classify(error: KlaviyoError, row: OutboxRow) -> tuple[str, KlaviyoError, str | None]:
+        if row.kind == "catalog" and isinstance(error, KlaviyoNotFoundError):
+            return "unknown_sku", error, "/data/id"
+        pointer = getattr(error, "pointer", None) or next((e.pointer for e in error.errors if e.pointer), None)
+        return "validation_error", error, pointer
+
+    # -- identity ----------------------------------------------------------------------------------
+
+    async def _resolve(self, rows: list[OutboxRow]) -> dict[int, Resolution] | None:
+        identities = {row.id: Identity.from_json(row.payload.get("profile") or {}) for row in rows}
+        try:
+            resolved = await self.resolver.resolve(self.client, identities.values())
+        except (ThrottledError, TransientError) as exc:
+            self._retry_later(rows, exc)
+            return None
+        except ScopeError as exc:
+            self._fail(rows, "auth_scope", exc)
+            return None
+        except AuthError as exc:
+            self.outbox.mark([r.id for r in rows], "pending", str(exc))
+            raise _AbortRun(exc) from None
+        empty = Resolution(None, {})
+        return {row_id: resolved.get(identity, empty) for row_id, identity in identities.items()}
+
+    def _note_conflicts(self, rows: list[OutboxRow], resolutions: dict[int, Resolution]) -> None:
+        for row in rows:
+            resolution = resolutions[row.id]
+            if resolution.conflict:
+                self.outbox.note_conflict(row, resolution.conflict)
+
+    # -- kinds ---------------------------------------------------------------------------------------
+
+    def event_in(self, row: OutboxRow, resolution: Resolution) -> EventIn:
+        p = row.payload
+        return EventIn(
+            metric=p["metric"],
+            profile_id=resolution.profile_id,
+            properties=p["properties"],
+            time=_time(p["time"]),
+            value=p.get("value"),
+            value_currency=p.get("value_currency"),
+            unique_id=p["unique_id"],
+            backfill=bool(p.get("backfill")),
+            **resolution.attributes,
+        )
+
+    async def _events(self, rows: list[OutboxRow], resolutions: dict[int, Resolution]) -> None:
+        items, ok_rows = [], []
+        for row in rows:
+            try:
+                items.append(self.event_in(row, resolutions[row.id]))
+                ok_rows.append(row)
+            except ValueError as exc:
+                self._fail([row], "validation_error", f"event cannot be built: {exc}")
+        await self._batches(ok_rows, items, "event", self.client.bulk_create_events)
+        self._note_conflicts([r for r in ok_rows if self._is_sent(r)], resolutions)
+
+    def _is_sent(self, row: OutboxRow) -> bool:
+        return next(self.outbox.store.db.query("select status from outbox where id = ?", [row.id]))["status"] == "sent"
+
+    def profile_in(self, row: OutboxRow, resolution: Resolution) -> ProfileIn:
+        p = row.payload
+        fields: dict[str, Any] = {**p.get("attributes", {})}
+        if p.get("properties"):
+            fields["properties"] = p["properties"]
+        if p.get("unset"):
+            fields["patch_properties"] = PatchProperties(unset=p["unset"])
+        return ProfileIn(id=resolution.profile_id, **resolution.attributes, **fields)
+
+    async def _profiles(self, rows: list[OutboxRow], resolutions: dict[int, Resolution]) -> None:
+        items = [self.profile_in(row, resolutions[row.id]) for row in rows]
+
+        async def single(row: OutboxRow, item: ProfileIn, error: KlaviyoError) -> None:
+            if not isinstance(error, DuplicateProfileError) or not error.duplicate_profile_id:
+                self._fail([row], *self._classify(error, row))
+                return
+            # Another profile owns one of the identifiers: update that one, never create a second.
+            target = error.duplicate_profile_id
+            try:
+                await self.client.update_profile(
+                    target,
+                    item.model_copy(update={"id": target, "email": None, "phone_number": None, "external_id": None}),
+                )
+            except KlaviyoError as exc:
+                self._fail([row], *self._classify(exc, row))
+                return
+            self._sent([row])
+            self.outbox.note_conflict(
+                row, {"resolved": resolutions[row.id].profile_id or "(none)", "duplicate_profile": target}
+            )
+
+        await self._batches(rows, items, "profile", self._import_profiles, single)
+        self._note_conflicts([r for r in rows if self._is_sent(r)], resolutions)
+
+    async def _import_profiles(self, items: list[ProfileIn]) -> Any:
+        if len(items) == 1:
+            return await self.client.upsert_profile(items[0])
+        return await self.client.bulk_import_profiles(items)
+
+    async def _subscriptions(self, rows: list[OutboxRow]) -> None:
+        sync = self.config.sync
+        groups: dict[tuple[str, bool], list[OutboxRow]] = {}
+        for row in rows:
+            key = (row.kind, bool(row.payload.get("historical_import")))
+            groups.setdefault(key, []).append(row)
+        tasks = []
+        for (kind, historical), group in groups.items():
+            if kind == "subscribe":
+                items = [
+                    SubscriptionIn(
+                        **r.payload["profile"],
+                        channels=(r.payload["channel"],),
+                        consented_at=_time(r.payload.get("consented_at")) if historical else None,
+                    )
+                    for r in group
+                ]
+
+                async def subscribe(batch: list[SubscriptionIn], historical: bool = historical) -> Any:
+                    return await self.client.subscribe_profiles(
+                        batch,
+                        historical_import=historical,
+                        list_id=sync.consent_list_id,
+                        custom_source=sync.consent_custom_source,
+                    )
+
+                tasks.append(self._batches(group, items, "subscribe", subscribe))
+            else:
+                items = [UnsubscriptionIn(**r.payload["profile"], channels=(r.payload["channel"],)) for r in group]
+
+                async def unsubscribe(batch: list[UnsubscriptionIn]) -> Any:
+                    return await self.client.unsubscribe_profiles(batch, list_id=sync.consent_list_id)
+
+                tasks.append(self._batches(group, items, "unsubscribe", unsubscribe))
+        await asyncio.gather(*tasks)
+
+    async def _known_variants(self, variant_ids: list[str]) -> set[str]:
+        db = self.outbox.store.db
+        known = {
+            r["variant_id"]
+            for start in range(0, len(variant_ids), 500)
+            for r in db.query(
+                f"select variant_id from catalog_cache where known = 1 and variant_id in ({','.join('?' * len(variant_ids[start : start + 500]))})",
+                variant_ids[start : start + 500],
+            )
+        }
+        missing = [v for v in variant_ids if v not in known]
+        for start in range(0, len(missing), 100):
+            chunk = missing[start : start + 100]
+            expression = f"any(ids,[{','.join(literal(v) for v in chunk)}])"
+            found = [variant.id async for variant in self.client.get_catalog_variants(filter=expression)]
+            known.update(found)
+            if found:
+                with self.outbox.store.transaction() as tx:
+                    tx["catalog_cache"].upsert_all(
+                        [{"variant_id": v, "known": 1, "checked_at": now_iso()} for v in found], pk="variant_id"
+                    )
+        return known
+
+    async def _catalog(self, rows: list[OutboxRow]) -> None:
+        # Only the newest quantity of a variant matters; older rows in the wave are coalesced into it.
+        latest: dict[str, OutboxRow] = {}
+        for row in rows:
+            latest[row.payload["variant_id"]] = row
+        older = [r for r in rows if latest[r.payload["variant_id"]] is not r]
+        if older:
+            self.outbox.mark([r.id for r in older], "superseded")
+            self.summary.coalesced += len(older)
+            self.on_done(older, True)
+        chosen = list(latest.values())
+        try:
+            known = await self._known_variants([r.payload["variant_id"] for r in chosen])
+        except (ThrottledError, TransientError) as exc:
+            self._retry_later(chosen, exc)
+            return
+        except ScopeError as exc:
+            self._fail(chosen, "auth_scope", exc)
+            return
+        unknown = [r for r in chosen if r.payload["variant_id"] not in known]
+        for row in unknown:
+            self._fail(
+                [row],
+                "unknown_sku",
+                f"SKU {row.payload['sku']} has no variant {row.payload['variant_id']} in the Klaviyo catalog",
+                pointer="/data/id",
+            )
+        deliver = [r for r in chosen if r.payload["variant_id"] in known]
+        items = [
+            VariantInventory(id=r.payload["variant_id"], inventory_quantity=r.payload["inventory_quantity"])
+            for r in deliver
+        ]
+        await self._batches(deliver, items, "catalog", self.client.bulk_update_catalog_variants)
+
+    async def _batches(
+        self,
+        rows: list[OutboxRow],
+        items: list[Any],
+        kind: str,
+        send: Callable[[list[Any]], Awaitable[Any]],
+        on_single_failure: Callable[[OutboxRow, Any, KlaviyoError], Awaitable[None]] | None = None,
+    ) -> None:
+        size = BATCH[kind]
+        await asyncio.gather(
+            *(
+                self._guarded(rows[i : i + size], items[i : i + size], send, on_single_failure)
+                for i in range(0, len(rows), size)
+            )
+        )
+
+    async def deliver(self, rows: list[OutboxRow]) -> None:
+        by_kind: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            by_kind.setdefault(row.kind, []).append(row)
+        needs_identity = by_kind.get("event", []) + by_kind.get("profile", [])
+        tasks = []
+        if needs_identity:
+            resolutions = await self._resolve(needs_identity)
+            if resolutions is not None:
+                if by_kind.get("event"):
+                    tasks.append(self._events(by_kind["event"], resolutions))
+                if by_kind.get("profile"):
+                    tasks.append(self._profiles(by_kind["profile"], resolutions))
+        subscriptions = by_kind.get("subscribe", []) + by_kind.get("unsubscribe", [])
+        if subscriptions:
+            tasks.append(self._subscriptions(subscriptions))
+        if by_kind.get("catalog"):
+            tasks.append(self._catalog(by_kind["catalog"]))
+        await asyncio.gather(*tasks)
+
+
+def _lane_totals(store: Store, source: str | None, only_ids: list[int] | None) -> dict[int, int]:
+    clauses, params = ["status = 'pending'"], []
+    if source:
+        clauses.append("system = ?")
+        params.append(source)
+    if only_ids is not None:
+        clauses.append(f"id in ({','.join('?' * len(only_ids)) or 'null'})")
+        params.extend(only_ids)
+    rows = store.db.query(f"select lane, count(*) as n from outbox where {' and '.join(clauses)} group by lane", params)
+    return {r["lane"]: r["n"] for r in rows}
+
+
+async def _deliver_all(
+    outbox: Outbox,
+    client: Any,
+    options: SyncOptions,
+    summary: RunSummary,
+    progress: ProgressCallback | None,
+    deadline: float | None,
+) -> None:
+    store = outbox.store
+    delivery = Delivery(outbox, IdentityResolver(store, outbox.config.identity), client, summary)
+    totals = _lane_totals(store, options.source, options.only_outbox_ids)
+    done: Counter[int] = Counter()
+    failed: Counter[int] = Counter()
+
+    def report(rows: list[OutboxRow], ok: bool) -> None:
+        for row in rows:
+            (done if ok else failed)[row.lane] += 1
+        if progress:
+            for lane in {r.lane for r in rows}:
+                progress(LaneProgress(LANE_NAMES[lane], done[lane] + failed[lane], totals.get(lane, 0), failed[lane]))
+
+    delivery.on_done = report
+    if progress:
+        for lane, total in sorted(totals.items()):
+            progress(LaneProgress(LANE_NAMES[lane], 0, total, 0))
+    claimed = 0
+    wave_size = outbox.config.sync.wave_size
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            log.info("stopping: --max-minutes reached")
+            break
+        room = wave_size if options.limit is None else min(wave_size, options.limit - claimed)
+        if room <= 0:
+            break
+        only = options.only_outbox_ids
+        if delivery.deferred:
+            base = (
+                only
+                if only is not None
+                else [r["id"] for r in store.db.query("select id from outbox where status = 'pending'")]
+            )
+            only = [i for i in base if i not in delivery.deferred]
+        rows = outbox.claim_wave(summary.run_id or 0, limit=room, source=options.source, only_ids=only)
+        if not rows:
+            break
+        claimed += len(rows)
+        log.info(
+            "wave of %d operations (%s)",
+            len(rows),
+            ", ".join(f"{k}={v}" for k, v in Counter(r.kind for r in rows).items()),
+        )
+        await delivery.deliver(rows)
+
+
+def _record_start(store: Store, options: SyncOptions) -> int:
+    with store.transaction() as db:
+        return (
+            db["sync_runs"]
+            .insert(
+                {
+                    "command": options.command,
+                    "pid": os.getpid(),
+                    "started_at": now_iso(),
+                    "status": "running",
+                    "counts": "{}",
+                }
+            )
+            .last_pk
+        )
+
+
+def _record_end(store: Store, summary: RunSummary) -> None:
+    summary.finished_at = now_iso()
+    with store.transaction() as db:
+        db["sync_runs"].update(
+            summary.run_id,
+            {
+                "finished_at": summary.finished_at,
+                "status": summary.status,
+                "exit_status": summary.exit_status,
+                "counts": json.dumps(summary.to_json()),
+                "error": summary.error,
+            },
+        )
+
+
+def _waiting(store: Store, source: str | None, hold_minutes: float) -> tuple[int, int]:
+    where, params = ("and system = ?", [source]) if source else ("", [])
+    pending = next(store.db.query(f"select count(*) as n from outbox where status = 'pending' {where}", params))["n"]
+    held = next(
+        store.db.query(
+            f"""select count(*) as n from outbox o where o.status = 'pending' {where.replace("system", "o.system")}
+                and o.order_key is not null and exists (select 1 from outbox p where p.order_key = o.order_key
+                and p.kind = o.kind and p.stage < o.stage and p.status in ('pending', 'in_flight', 'exception'))""",
+            params,
+        )
+    )["n"]
+    return pending, held
+
+
+def run_sync(
+    workspace: Workspace,
+    options: SyncOptions,
+    *,
+    client_factory: ClientFactory | None = None,
+    progress: ProgressCallback | None = None,
+    store: Store | None = None,
+) -> RunSummary:
+    """Run one sync under the workspace lock; the summary is also recorded in `sync_runs`."""
+    if options.dry_run:
+        raise ValueError("use plan_sync for a dry run")
+    config = workspace.config
+    own_store = store is None
+    store = store or workspace.store()
+    summary = RunSummary(started_at=now_iso())
+    deadline = time.monotonic() + options.max_minutes * 60 if options.max_minutes else None
+    try:
+        try:
+            stale = lock.acquire(store)
+        except LockHeldError as exc:
+            summary.run_id = _record_start(store, options)
+            summary.status, summary.exit_status, summary.error = "locked", int(ExitStatus.LOCKED), exc.message
+            _record_end(store, summary)
+            raise
+        try:
+            summary.stale_lock_pid = stale.pid if stale else None
+            with store.transaction() as db:
+                db.execute("update sync_runs set status = 'died' where status = 'running'")
+            summary.run_id = _record_start(store, options)
+            lock.set_run(store, summary.run_id)
+            outbox = Outbox(store, config)
+            summary.recovered = outbox.recover_in_flight()
+            if options.only_outbox_ids is None:
+                summary.enqueued = outbox.enqueue_new()
+                if options.backfill_since is not None:
+                    summary.enqueued.add(outbox.enqueue_backfill(options.backfill_since))
+            try:
+                asyncio.run(
+                    _run_delivery(
+                        outbox, options, summary, progress, deadline, client_factory or default_client_factory
+                    )
+                )
+                summary.status = "ok"
+            except _AbortRun as abort:
+                summary.status, summary.exit_status, summary.error = (
+                    "failed",
+                    int(abort.error.exit_status),
+                    abort.error.message,
+                )
+            except KeyboardInterrupt:
+                summary.status, summary.exit_status = "interrupted", int(ExitStatus.INTERRUPTED)
+                raise
+            except CogentError as exc:
+                summary.status, summary.exit_status, summary.error = "failed", int(exc.exit_status), exc.message
+                raise
+            finally:
+                summary.waiting, summary.held = _waiting(store, options.source, config.sync.hold_minutes)
+                _record_end(store, summary)
+        finally:
+            lock.release(store)
+    finally:
+        if own_store:
+            store.close()
+    return summary
+
+
+async def _run_delivery(
+    outbox: Outbox,
+    options: SyncOptions,
+    summary: RunSummary,
+    progress: ProgressCallback | None,
+    deadline: float | None,
+    client_factory: ClientFactory,
+) -> None:
+    async with client_factory(outbox.config) as client:
+        await _deliver_all(outbox, client, options, summary, progress, deadline)
+
+
+# -- dry run -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlannedOp:
+    lane: str
+    kind: str
+    metric: str
+    event_id: str
+    system: str | None
+    backfill: bool
+    payload: dict[str, Any]
+    status: str
+
+
+@dataclass
+class SyncPlan:
+    ops: list[PlannedOp] = field(default_factory=list)
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # event id, class, message
+    skipped: Counter[str] = field(default_factory=Counter)
+    unread: int = 0
+
+
+def plan_sync(workspace: Workspace, options: SyncOptions, store: Store | None = None) -> SyncPlan:
+    """What a run would send, without sending or changing anything: queued operations first, then
+    the operations the unread events would become under the current mapping."""
+    own_store = store is None
+    store = store or workspace.store()
+    try:
+        config = workspace.config
+        outbox = Outbox(store, config)
+        plan = SyncPlan(unread=outbox.unread())
+        limit = options.limit or 10_000
+        clauses, params = ["status in ('pending', 'in_flight')"], []
+        if options.source:
+            clauses.append("system = ?")
+            params.append(options.source)
+        if options.only_outbox_ids is not None:
+            clauses.append(f"id in ({','.join('?' * len(options.only_outbox_ids)) or 'null'})")
+            params.extend(options.only_outbox_ids)
+        for row in store.db.query(
+            f"select * from outbox where {' and '.join(clauses)} order by lane, id limit ?", [*params, limit]
+        ):
+            r = OutboxRow.from_row(row)
+            plan.ops.append(
+                PlannedOp(LANE_NAMES[r.lane], r.kind, r.metric, r.event_id, r.system, r.backfill, r.payload, r.status)
+            )
+        if options.only_outbox_ids is None:
+            mapper = Mapper(config)
+            now = datetime.now(UTC)
+            for row in store.db.query(
+                "select rowid, event_id, system, body from events where rowid > ? order by rowid limit ?",
+                [outbox.position(), max(limit - len(plan.ops), 0)],
+            ):
+                if options.source and row["system"] != options.source:
+                    continue
+                try:
+                    event = parse_event(row["body"])
+                    backfill = outbox._is_historical(event, now) or options.backfill_since is not None
+                    mapped = mapper.map(event, backfill=backfill)
+                except MappingError as exc:
+                    plan.problems.append((row["event_id"], exc.exception_class, exc.message))
+                    continue
+                except ValueError as exc:
+                    plan.problems.append((row["event_id"], "source_payload_invalid", str(exc).splitlines()[0]))
+                    continue
+                if mapped.skipped:
+                    plan.skipped[mapped.skipped] += 1
+                for op in mapped.ops:
+                    if op.clv_unique_id:
+                        op.payload["unique_id"] = (
+                            f"{op.clv_unique_id} (if first {op.metric} of the order, else {op.payload['unique_id']})"
+                        )
+                    plan.ops.append(
+                        PlannedOp(
+                            LANE_NAMES[op.lane],
+                            op.kind,
+                            op.metric,
+                            event.event_id,
+                            event.source.system,
+                            backfill,
+                            op.payload,
+                            "new",
+                        )
+                    )
+        return plan
+    finally:
+        if own_store:
+            store.close()
+
+
+def flatten(payload: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Field paths and values of a payload, for the field-by-field dry-run listing."""
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            yield from flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(payload, list) and payload and any(isinstance(v, dict | list) for v in payload):
+        for index, value in enumerate(payload):
+            yield from flatten(value, f"{prefix}[{index}]")
+    else:
+        yield prefix, payload
+
+
+# -- replay ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayItem:
+    exception_id: int
+    exception_class: str
+    outcome: str  # requeued | still failing | not replayable
+    detail: str
+    outbox_ids: list[int] = field(default_factory=list)
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Rollback(Exception):
+    pass
+
+
+def requeue_exceptions(store: Store, config: Config, records: list[Any], *, dry_run: bool) -> list[ReplayItem]:
+    """Map each exception's event again under the current configuration and queue it for delivery.
+
+    Idempotent: an exception already replayed or resolved is not touched again, and a requeued
+    operation keeps its unique_id, so delivering it twice is absorbed by Klaviyo's dedupe."""
+    outbox = Outbox(store, config)
+    items: list[ReplayItem] = []
+    try:
+        with store.transaction() as db:
+            for record in records:
+                row = (
+                    next(db.query("select * from outbox where id = ?", [record.outbox_id]), None)
+                    if record.outbox_id
+                    else None
+                )
+                if record.status != "open" or row is None or row["status"] != "exception":
+                    reason = (
+                        f"exception is {record.status}"
+                        if record.status != "open"
+                        else "its operation was delivered (to the best matching profile); resolve it once reviewed"
+                        if row is not None
+                        else "no queued operation"
+                    )
+                    items.append(ReplayItem(record.id, record.exception_class, "not replayable", reason))
+                    continue
+                try:
+                    queued = outbox.remap(db, row["id"])
+                except MappingError as exc:
+                    db["sync_exceptions"].update(record.id, {"last_error": exc.message, "updated_at": now_iso()})
+                    items.append(ReplayItem(record.id, record.exception_class, "still failing", exc.message))
+                    continue
+                payloads = [
+                    json.loads(r["payload"])
+                    for r in db.query(
+                        f"select payload from outbox where id in ({','.join('?' * len(queued)) or 'null'})", queued
+                    )
+                ]
+                db["sync_exceptions"].update(
+                    record.id, {"status": "replayed", "updated_at": now_iso(), "note": f"requeued as outbox {queued}"}
+                )
+                items.append(
+                    ReplayItem(
+                        record.id, record.exception_class, "requeued", f"{len(queued)} operation(s)", queued, payloads
+                    )
+                )
+            if dry_run:
+                raise _Rollback
+    except _Rollback:
+        pass
+    return items
+
+
+def replay(
+    workspace: Workspace,
+    records: list[Any],
+    *,
+    dry_run: bool = False,
+    client_factory: ClientFactory | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[list[ReplayItem], RunSummary | None]:
+    """Requeue the given exceptions (under the lock) and deliver exactly those operations."""
+    with workspace.store() as store:
+        if dry_run:
+            return requeue_exceptions(store, workspace.config, records, dry_run=True), None
+        with lock.workspace_lock(store):
+            items = requeue_exceptions(store, workspace.config, records, dry_run=False)
+        ids = [i for item in items for i in item.outbox_ids]
+        if not ids:
+            return items, None
+        summary = run_sync(
+            workspace,
+            SyncOptions(only_outbox_ids=ids, command="replay"),
+            client_factory=client_factory,
+            progress=progress,
+            store=store,
+        )
+    return items, summary
