@@ -285,7 +285,7 @@ class Inbox:
         registry = load_normalisers()
         tenants = {system: tenant_for(config, system) for system in SOURCE_SYSTEMS}
         summary = NormaliseSummary()
-        for rows in self._pending_batches(ids, batch_size, registry):
+        for rows in self._pending_batches(ids, batch_size, registry, config):
             batch = _Batch(self, config, registry, tenants)
             with self.store.transaction():
                 batch.run(rows)
@@ -295,7 +295,11 @@ class Inbox:
         return summary
 
     def _pending_batches(
-        self, ids: Iterable[int] | None, batch_size: int, registry: Mapping[tuple[str, str], Normaliser]
+        self,
+        ids: Iterable[int] | None,
+        batch_size: int,
+        registry: Mapping[tuple[str, str], Normaliser],
+        config: Config,
     ) -> Iterator[list[tuple[Any, ...]]]:
         columns = "id, system, route, kind, received_at, body, headers"
         if ids is not None:
@@ -316,22 +320,22 @@ class Inbox:
             if not rows:
                 return
             if len(rows) == batch_size:
-                rows = _hold_back_open_group(rows, registry)
+                rows = _hold_back_open_group(rows, registry, config)
             after = rows[-1][0]
             yield rows
 
 
 def _hold_back_open_group(
-    rows: list[tuple[Any, ...]], registry: Mapping[tuple[str, str], Normaliser]
+    rows: list[tuple[Any, ...]], registry: Mapping[tuple[str, str], Normaliser], config: Config
 ) -> list[tuple[Any, ...]]:
     """Leave a trailing run of one grouped kind for the next batch, which may hold the rest of its group."""
     last = rows[-1]
     normaliser = registry.get((last[1], last[3]))
     if normaliser is None or not normaliser.grouped:
         return rows
-    key = _group_key_of(last, normaliser)
+    key = _group_key_of(last, normaliser, config)
     cut = len(rows)
-    while cut > 0 and rows[cut - 1][1:4:2] == last[1:4:2] and _group_key_of(rows[cut - 1], normaliser) == key:
+    while cut > 0 and rows[cut - 1][1:4:2] == last[1:4:2] and _group_key_of(rows[cut - 1], normaliser, config) == key:
         cut -= 1
     return rows[:cut] if cut > 0 else rows
 
@@ -342,9 +346,9 @@ def _collect(
     return list(fn(ctx) or ())
 
 
-def _group_key_of(row: tuple[Any, ...], normaliser: Normaliser) -> str | None:
+def _group_key_of(row: tuple[Any, ...], normaliser: Normaliser, config: Config) -> str | None:
     try:
-        return normaliser.group_key(decode_body(row[5], normaliser))  # type: ignore[misc]
+        return normaliser.group_key(decode_body(row[5], normaliser), config)  # type: ignore[misc]
     except Exception:
         return None
 
@@ -396,7 +400,7 @@ class _Batch:
                     continue
                 ctx = self.context(row)
                 parsed = self.guarded(ctx, normaliser.parse_row, record, ctx)  # type: ignore[arg-type]
-                key = self.guarded(ctx, normaliser.group_key, record)  # type: ignore[arg-type]
+                key = self.guarded(ctx, normaliser.group_key, record, self.config)  # type: ignore[arg-type]
             except NormaliseError as exc:
                 self.quarantine(row, exc)
                 continue

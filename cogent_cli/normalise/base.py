@@ -7,11 +7,11 @@ Register one function per (system, kind); `kind` is the name the inbox stores fo
 (`despatch_summary`, `swap_return`, `marketplacer_webhook`, ...)::
 
     from cogent_cli.normalise.base import NormaliseContext, NormaliseError, Record, register
-    from cogent_cli.normalise import fields
+    from cogent_cli.normalise.fields import Row
 
     @register("clarus", "clarus_webhook", matches=lambda r: "goods_out_type" in r)
     def clarus_webhook(record: Record, ctx: NormaliseContext) -> Iterator[NormalisedEvent]:
-        shipped_at = fields.datetime_field(record, "actual_date_of_dispatch")
+        shipped_at = Row(record).datetime("actual_date_of_dispatch")
         ...
         yield ctx.event("shipment.despatched", dedupe_key=..., occurred_at=shipped_at, data={...},
                         order_ref=ctx.order_ref(record, default_field="external_system_reference1"))
@@ -39,9 +39,10 @@ Register one function per (system, kind); `kind` is the name the inbox stores fo
   `[sources.<system>] order_number_field` (dotted paths reach into nested JSON), so orders join across systems.
 
 Records that only make sense together (Peoplevox's Despatch summary has one row per despatch x item) use
-`group_key` + `parse_row` + `build_group`: each row is validated alone by `parse_row` (a bad row is
-quarantined alone), then the parsed rows that share a group key within one normalisation run go to
-`build_group` together. Rows of one group that arrive in a later run upgrade the earlier event.
+`register_grouped(system, kind, group_key=, parse_row=, build_group=)`: each row is validated alone by
+`parse_row(record, ctx)` (a bad row is quarantined alone), then the parsed rows that share
+`group_key(record, config)` within one normalisation run go to `build_group(parsed_rows, ctx)` together.
+Rows of one group that arrive in a later run upgrade the earlier event (see `ledger.Shipments`).
 
 Kind detection for `cogent ingest`: give `columns` (CSV header names that identify the kind) and/or
 `matches` (a predicate over a JSON record). `--kind` overrides detection.
@@ -117,7 +118,7 @@ class Normaliser:
     system: str
     kind: str
     normalise: RowNormaliser | None = None
-    group_key: Callable[[Record], str] | None = None
+    group_key: Callable[[Record, Config], str] | None = None
     parse_row: Callable[[Record, NormaliseContext], Any] | None = None
     build_group: Callable[[Sequence[Any], NormaliseContext], Iterable[NormalisedEvent] | None] | None = None
     body: BodyFormat = "json"
@@ -187,7 +188,7 @@ def register_grouped(
     system: str,
     kind: str,
     *,
-    group_key: Callable[[Record], str],
+    group_key: Callable[[Record, Config], str],
     parse_row: Callable[[Record, NormaliseContext], Any],
     build_group: Callable[[Sequence[Any], NormaliseContext], Iterable[NormalisedEvent] | None],
     body: BodyFormat = "json",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cogent_cli.config import PeoplevoxSettings
+from cogent_cli.config import Config, PeoplevoxSettings
 from cogent_cli.events import Money, NormalisedEvent, Parcel, ParcelItem, ShipMethod
 from cogent_cli.normalise.base import NormaliseContext, Record, register, register_grouped
 from cogent_cli.normalise.fields import Row, canon
@@ -101,7 +101,7 @@ class DespatchLine:
     channel: str | None
 
 
-def despatch_group(record: Record) -> str:
+def despatch_group(record: Record, _config: Config) -> str:
     return Row(record).required("Despatch number")
 
 
@@ -222,7 +222,7 @@ class ReturnRow:
     channel: str | None
 
 
-def return_group(record: Record) -> str:
+def return_group(record: Record, _config: Config) -> str:
     return Row(record).required("Return code")
 
 

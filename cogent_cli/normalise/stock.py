@@ -141,7 +141,7 @@ class StockBook:
         data: dict[str, Any] = {
             "sku": sku,
             "barcode": barcode or None,
-            "location": {"site": site, "bin": location, "stock_owner": stock_owner},
+            "location": {k: v for k, v in (("site", site), ("bin", location), ("stock_owner", stock_owner)) if v},
             "as_of": as_of,
             "mode": "snapshot",
             **state,
