@@ -1,0 +1,129 @@
+"""`cogent sandbox serve|events|profiles`: the built-in Klaviyo stand-in and what it received."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cogent_cli.cli.common import new_typer, print_json, stderr, stdout
+from cogent_cli.errors import UsageError
+from cogent_cli.sandbox import parse_faults, serve
+from cogent_cli.sandbox.inspection import list_events, list_profiles, open_data
+
+app = new_typer("A local stand-in for Klaviyo to rehearse, test and benchmark against.")
+
+DEFAULT_DATA = Path(".cogent-sandbox")
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data", help="Folder holding the sandbox's data (default: $COGENT_SANDBOX_DATA, else ./.cogent-sandbox)."
+    ),
+]
+FormatOption = Annotated[str, typer.Option("--format", help="table or json.")]
+
+
+def _data_dir(data: Path | None) -> Path:
+    return data or Path(os.environ.get("COGENT_SANDBOX_DATA") or DEFAULT_DATA)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("table", "json"):
+        raise UsageError(f"Unknown format '{fmt}'.", hint="Use --format table or --format json.")
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (keep it on loopback).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0 = any free port).")] = 8765,
+    data: DataOption = None,
+    rate_scale: Annotated[
+        float, typer.Option("--rate-scale", help="Multiply every Klaviyo rate limit (10 = ten times faster).")
+    ] = 1.0,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            "--faults", help="Inject failures, e.g. 5xx=0.05,429=0.02,timeout=0.01,reset=0.01,seed=7,delay=35."
+        ),
+    ] = None,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log each request line (never headers).")] = False,
+) -> None:
+    """Serve the Klaviyo sandbox until Ctrl-C; point a workspace at it with the base_url line printed.
+
+    Example: cogent sandbox serve --port 8765 --rate-scale 10 --faults 5xx=0.05,seed=7
+    """
+    if rate_scale <= 0:
+        raise UsageError(f"--rate-scale must be positive, not {rate_scale}.", hint="Use e.g. --rate-scale 10.")
+    spec = parse_faults(faults) if faults else None
+    data_dir = _data_dir(data)
+
+    def ready(base_url: str) -> None:
+        err = stderr()
+        err.print(f"Klaviyo sandbox listening on {base_url} (data in {data_dir}, rate limits x{rate_scale:g}).")
+        if spec:
+            err.print(f"Injecting faults: {spec}")
+        err.print("Put this under [klaviyo] in cogent.toml (any API key is accepted):")
+        typer.echo(f'base_url = "{base_url}"')
+
+    serve(data_dir, host, port, rate_scale, spec, access_log=access_log, on_ready=ready)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    table = Table(show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*["" if row.get(column) is None else str(row[column]) for column in columns])
+    return table
+
+
+@app.command("events")
+def events_command(
+    data: DataOption = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="Only events of this metric name.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many of the most recent events.")] = 50,
+    fmt: FormatOption = "table",
+) -> None:
+    """List the most recent events the sandbox received, newest first.
+
+    Example: cogent sandbox events --metric "Placed Order" --limit 20 --format json
+    """
+    _check_format(fmt)
+    db = open_data(_data_dir(data))
+    rows = list_events(db, metric, limit)
+    if fmt == "json":
+        print_json(rows)
+        return
+    for row in rows:
+        row["profile"] = row["email"] or row["phone_number"] or row["external_id"] or row["profile_id"]
+        row["properties"] = json.dumps(row["properties"], ensure_ascii=False)[:60]
+    stdout().print(_table(rows, ["time", "metric", "profile", "unique_id", "value", "value_currency", "properties"]))
+    stderr().print(f"{len(rows)} event(s) shown.")
+
+
+@app.command("profiles")
+def profiles_command(
+    data: DataOption = None,
+    search: Annotated[
+        str | None, typer.Option("--search", help="Part of an email, phone number or external id, or a profile id.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many of the most recently updated profiles.")] = 50,
+    fmt: FormatOption = "table",
+) -> None:
+    """List profiles the sandbox holds, with their consent, suppressions and event count.
+
+    Example: cogent sandbox profiles --search @example.com --format json
+    """
+    _check_format(fmt)
+    db = open_data(_data_dir(data))
+    rows = list_profiles(db, search, limit)
+    if fmt == "json":
+        print_json(rows)
+        return
+    columns = ["id", "email", "phone_number", "external_id", "email_consent", "sms_consent", "suppressed", "events"]
+    stdout().print(_table(rows, columns))
+    stderr().print(f"{len(rows)} profile(s) shown.")

@@ -1,0 +1,234 @@
+"""Rows -> JSON:API resource objects shaped as the spec's response schemas."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cogent_cli.sandbox.store import SandboxStore
+
+LOCATION_FIELDS = (
+    "address1",
+    "address2",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "region",
+    "zip",
+    "timezone",
+    "ip",
+)
+PROFILE_FIELDS = (
+    "email",
+    "phone_number",
+    "external_id",
+    "first_name",
+    "last_name",
+    "organization",
+    "locale",
+    "title",
+    "image",
+    "created",
+    "updated",
+    "last_event_date",
+)
+# Klaviyo's default method names for consent given through the API.
+CAN_RECEIVE_KEY = {
+    ("email", "marketing"): "can_receive_email_marketing",
+    ("sms", "marketing"): "can_receive_sms_marketing",
+    ("sms", "transactional"): "can_receive_sms_transactional",
+    ("push", "marketing"): "can_receive_push_marketing",
+}
+
+
+def relationship(base_url: str, owner_type: str, owner_id: str, name: str, data: Any) -> dict[str, Any]:
+    own = f"{base_url}/api/{owner_type}s/{owner_id}"
+    return {"data": data, "links": {"self": f"{own}/relationships/{name}", "related": f"{own}/{name}"}}
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def subscriptions_of(store: SandboxStore, profile: dict[str, Any]) -> dict[str, Any]:
+    """The `subscriptions` additional field: consent per channel, suppressions on email marketing."""
+    rows = {
+        (row["channel"], row["purpose"]): row
+        for row in store.db.query("select * from subscriptions where profile_id = ?", [profile["id"]])
+    }
+    suppressions = list(
+        store.db.query("select * from suppressions where profile_id = ? order by timestamp", [profile["id"]])
+    )
+    global_suppression = [
+        {"reason": s["reason"], "timestamp": s["timestamp"]} for s in suppressions if not s["list_id"]
+    ]
+    list_suppressions = [
+        {"list_id": s["list_id"], "reason": s["reason"], "timestamp": s["timestamp"]}
+        for s in suppressions
+        if s["list_id"]
+    ]
+
+    def channel(name: str, purpose: str, *, reachable: bool) -> dict[str, Any]:
+        row = rows.get((name, purpose))
+        consent = row["consent"] if row else "NEVER_SUBSCRIBED"
+        if name == "email":
+            # Email marketing reaches never-subscribed profiles too, unless they are suppressed.
+            can = consent != "UNSUBSCRIBED" and not global_suppression and reachable
+        else:
+            can = consent == "SUBSCRIBED" and reachable
+        entry: dict[str, Any] = {CAN_RECEIVE_KEY.get((name, purpose), "can_receive"): can, "consent": consent}
+        entry["consent_timestamp"] = row["consent_timestamp"] if row else None
+        if name in ("email", "sms"):
+            entry["method"] = row["method"] if row else None
+            entry["method_detail"] = row["method_detail"] if row else None
+        entry["last_updated"] = row["last_updated"] if row else None
+        return entry
+
+    email = channel("email", "marketing", reachable=profile["email"] is not None)
+    email.update(
+        custom_method_detail=rows[("email", "marketing")]["custom_method_detail"]
+        if ("email", "marketing") in rows
+        else None,
+        double_optin=bool(rows[("email", "marketing")]["double_optin"]) if ("email", "marketing") in rows else None,
+        suppression=global_suppression,
+        list_suppressions=list_suppressions,
+    )
+    has_phone = profile["phone_number"] is not None
+    return {
+        "email": {"marketing": email},
+        "sms": {
+            "marketing": channel("sms", "marketing", reachable=has_phone),
+            "transactional": channel("sms", "transactional", reachable=has_phone),
+        },
+        "mobile_push": {
+            "marketing": {
+                key: value
+                for key, value in channel("push", "marketing", reachable=True).items()
+                if key in ("can_receive_push_marketing", "consent", "consent_timestamp")
+            }
+        },
+    }
+
+
+def profile_resource(
+    store: SandboxStore, base_url: str, profile: dict[str, Any], *, subscriptions: bool = False
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {name: profile[name] for name in PROFILE_FIELDS}
+    location = _loads(profile["location"]) or {}
+    attributes["location"] = {name: location.get(name) for name in LOCATION_FIELDS}
+    attributes["properties"] = _loads(profile["properties"]) or {}
+    if subscriptions:
+        attributes["subscriptions"] = subscriptions_of(store, profile)
+    lists = [
+        {"type": "list", "id": row["list_id"]}
+        for row in store.db.query("select list_id from list_members where profile_id = ?", [profile["id"]])
+    ]
+    return {
+        "type": "profile",
+        "id": profile["id"],
+        "attributes": attributes,
+        "relationships": {
+            "lists": relationship(base_url, "profile", profile["id"], "lists", lists),
+            "segments": relationship(base_url, "profile", profile["id"], "segments", []),
+        },
+        "links": {"self": f"{base_url}/api/profiles/{profile['id']}/"},
+    }
+
+
+def metric_resource(base_url: str, metric: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "metric",
+        "id": metric["id"],
+        "attributes": {
+            "name": metric["name"],
+            "created": metric["created"],
+            "updated": metric["updated"],
+            "integration": {"object": "integration", "id": "0rG4eQ", "name": "API", "category": "API"},
+        },
+        "links": {"self": f"{base_url}/api/metrics/{metric['id']}/"},
+    }
+
+
+def event_properties(event: dict[str, Any]) -> dict[str, Any]:
+    """As read back from Klaviyo: the sent properties plus `$event_id` (unique_id) and `$value`."""
+    properties = _loads(event["properties"]) or {}
+    if event["unique_id"] is not None:
+        properties["$event_id"] = event["unique_id"]
+    if event["value"] is not None:
+        properties["$value"] = event["value"]
+    return properties
+
+
+def event_resource(base_url: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "event",
+        "id": event["id"],
+        "attributes": {
+            "timestamp": event["timestamp"],
+            "event_properties": event_properties(event),
+            "datetime": event["time"],
+            "uuid": event["uuid"],
+        },
+        "relationships": {
+            "profile": relationship(
+                base_url, "event", event["id"], "profile", {"type": "profile", "id": event["profile_id"]}
+            ),
+            "metric": relationship(
+                base_url, "event", event["id"], "metric", {"type": "metric", "id": event["metric_id"]}
+            ),
+        },
+        "links": {"self": f"{base_url}/api/events/{event['id']}/"},
+    }
+
+
+def job_resource(base_url: str, path: str, job: dict[str, Any], *, as_created: bool = False) -> dict[str, Any]:
+    """A bulk job; freshly created ones read `queued` as Klaviyo's do, even though the work is done."""
+    attributes = json.loads(job["attributes"])
+    if as_created:
+        attributes = {
+            **attributes,
+            "status": "queued",
+            "completed_count": 0,
+            "completed_at": None,
+            **({"failed_count": 0} if "failed_count" in attributes else {}),
+        }
+    resource = {
+        "type": job["type"],
+        "id": job["id"],
+        "attributes": attributes,
+        "links": {"self": f"{base_url}/api/{path}/{job['id']}/"},
+    }
+    if job["relationships"]:
+        resource["relationships"] = json.loads(job["relationships"])
+    return resource
+
+
+def catalog_item_resource(base_url: str, item: dict[str, Any]) -> dict[str, Any]:
+    attributes = json.loads(item["attributes"])
+    attributes.update(created=item["created"], updated=item["updated"])
+    return {
+        "type": "catalog-item",
+        "id": item["id"],
+        "attributes": attributes,
+        "relationships": {
+            "variants": relationship(base_url, "catalog-item", item["id"], "variants", None),
+        },
+        "links": {"self": f"{base_url}/api/catalog-items/{item['id']}/"},
+    }
+
+
+def catalog_variant_resource(base_url: str, variant: dict[str, Any]) -> dict[str, Any]:
+    attributes = json.loads(variant["attributes"])
+    attributes.update(created=variant["created"], updated=variant["updated"])
+    return {
+        "type": "catalog-variant",
+        "id": variant["id"],
+        "attributes": attributes,
+        "relationships": {
+            "item": relationship(
+                base_url, "catalog-variant", variant["id"], "item", {"type": "catalog-item", "id": variant["item_id"]}
+            ),
+        },
+        "links": {"self": f"{base_url}/api/catalog-variants/{variant['id']}/"},
+    }

@@ -1,0 +1,130 @@
+"""Append-only migrations of the sandbox's own SQLite file (`klaviyo.db` in its data folder)."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("cogent-sandbox")
+
+
+@migrations()
+def m001_klaviyo(db: Database) -> None:
+    db["profiles"].create(
+        {
+            "id": str,
+            "email": str,
+            "phone_number": str,
+            "external_id": str,
+            "anonymous_id": str,
+            "first_name": str,
+            "last_name": str,
+            "organization": str,
+            "locale": str,
+            "title": str,
+            "image": str,
+            "location": str,
+            "properties": str,
+            "created": str,
+            "updated": str,
+            "last_event_date": str,
+        },
+        pk="id",
+        not_null={"created", "updated"},
+    )
+    # One profile per identifier value is the rule behind 409 duplicate_profile.
+    for identifier in ("email", "phone_number", "external_id"):
+        db["profiles"].create_index([identifier], unique=True)
+    db["metrics"].create({"id": str, "name": str, "created": str, "updated": str}, pk="id", not_null={"name"})
+    db["metrics"].create_index(["name"], unique=True)
+    db["events"].create(
+        {
+            "id": str,
+            "uuid": str,
+            "metric_id": str,
+            "metric_name": str,
+            "profile_id": str,
+            "unique_id": str,
+            "dedupe_key": str,
+            "time": str,
+            "timestamp": int,
+            "value": float,
+            "value_currency": str,
+            "properties": str,
+            "backfill": int,
+            "received_at": str,
+        },
+        pk="id",
+        not_null={"metric_id", "metric_name", "profile_id", "dedupe_key", "time", "received_at"},
+    )
+    # Klaviyo keeps the first event per (profile, metric, unique_id); later ones are dropped silently.
+    db["events"].create_index(["profile_id", "metric_id", "dedupe_key"], unique=True)
+    db["events"].create_index(["metric_id", "time"])
+    db["events"].create_index(["time"])
+    db["subscriptions"].create(
+        {
+            "profile_id": str,
+            "channel": str,
+            "purpose": str,
+            "consent": str,
+            "consent_timestamp": str,
+            "method": str,
+            "method_detail": str,
+            "custom_method_detail": str,
+            "double_optin": int,
+            "historical_import": int,
+            "last_updated": str,
+        },
+        pk=("profile_id", "channel", "purpose"),
+    )
+    db["suppressions"].create(
+        {"profile_id": str, "reason": str, "list_id": str, "timestamp": str},
+        pk=("profile_id", "reason", "list_id"),
+    )
+    db["list_members"].create({"list_id": str, "profile_id": str, "added_at": str}, pk=("list_id", "profile_id"))
+    db["jobs"].create(
+        {"id": str, "type": str, "attributes": str, "relationships": str, "created_at": str},
+        pk="id",
+        not_null={"type", "attributes", "created_at"},
+    )
+    db["import_errors"].create(
+        {"id": str, "job_id": str, "code": str, "title": str, "detail": str, "pointer": str, "original_payload": str},
+        pk="id",
+    )
+    db["import_errors"].create_index(["job_id"])
+    db["catalog_items"].create(
+        {
+            "id": str,
+            "external_id": str,
+            "title": str,
+            "published": int,
+            "categories": str,
+            "attributes": str,
+            "created": str,
+            "updated": str,
+        },
+        pk="id",
+    )
+    db["catalog_variants"].create(
+        {
+            "id": str,
+            "item_id": str,
+            "external_id": str,
+            "sku": str,
+            "title": str,
+            "inventory_quantity": float,
+            "inventory_policy": int,
+            "published": int,
+            "attributes": str,
+            "created": str,
+            "updated": str,
+        },
+        pk="id",
+    )
+    db["catalog_variants"].create_index(["item_id"])
+    db["catalog_variants"].create_index(["sku"])
+    db["back_in_stock_subscriptions"].create(
+        {"id": str, "profile_id": str, "variant_id": str, "channels": str, "created": str},
+        pk="id",
+    )
+    db["back_in_stock_subscriptions"].create_index(["variant_id", "profile_id"], unique=True)

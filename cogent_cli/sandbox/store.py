@@ -1,0 +1,394 @@
+"""The sandbox's state and Klaviyo's rules over it: profile identity, event deduplication, metrics.
+
+Everything a request changes happens inside one transaction (see `SandboxStore.transaction`), so a
+rejected request leaves no trace, as with Klaviyo's all-or-nothing validation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sqlite3
+import string
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+from sqlite_utils import Database
+
+from cogent_cli.errors import StateError
+from cogent_cli.sandbox.jsonapi import ApiError, error_entry, invalid, iso, now, parse_datetime
+from cogent_cli.sandbox.schema import migrations
+
+DB_FILE = "klaviyo.db"
+IDENTIFIERS = ("email", "phone_number", "external_id")
+PLAIN_FIELDS = ("anonymous_id", "first_name", "last_name", "organization", "locale", "title", "image")
+MAX_UNIQUE_ID = 255
+MAX_EVENT_PROPERTIES = 400
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ALNUM = string.ascii_letters + string.digits
+
+
+def new_profile_id() -> str:
+    """A ULID, the shape of Klaviyo's profile ids (01H...)."""
+    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def new_short_id(length: int = 6) -> str:
+    return "".join(secrets.choice(_ALNUM) for _ in range(length))
+
+
+def duplicate_profile(existing_id: str, pointer: str = "/data/attributes") -> ApiError:
+    """Klaviyo's 409 when an identifier already belongs to another profile (not in the spec; live shape)."""
+    return ApiError(
+        409,
+        [
+            error_entry(
+                409,
+                "A profile already exists with one of these identifiers.",
+                code="duplicate_profile",
+                title="Conflict.",
+                pointer=pointer,
+                meta={"duplicate_profile_id": existing_id},
+            )
+        ],
+    )
+
+
+def normalise_identifier(name: str, value: Any, pointer: str) -> str | None:
+    """Emails are matched case-insensitively; phone numbers must be E.164."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if name == "email":
+        if not _EMAIL.match(text) or len(text) >= 100:
+            raise invalid(f"Invalid email address: '{text}'.", pointer=f"{pointer}/email")
+        return text.lower()
+    if name == "phone_number":
+        try:
+            parsed = phonenumbers.parse(text, None)
+        except phonenumbers.NumberParseException:
+            parsed = None
+        if not text.startswith("+") or parsed is None or not phonenumbers.is_possible_number(parsed):
+            raise invalid(
+                f"Invalid phone number format (Example of a valid format: +12345678901): '{text}'.",
+                pointer=f"{pointer}/phone_number",
+            )
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if not text:
+        raise invalid(f"'{name}' must not be empty.", pointer=f"{pointer}/{name}")
+    return text
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    return json.loads(text) if text else default
+
+
+class SandboxStore:
+    def __init__(self, path: Path, db: Database) -> None:
+        self.path = path
+        self.db = db
+
+    @classmethod
+    def open(cls, data_dir: Path) -> SandboxStore:
+        """Open (creating, mode 0600, WAL) `klaviyo.db` in `data_dir` and bring its schema up to date."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / DB_FILE
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            db = Database(conn)
+            migrations.apply(db)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"{path} is not a usable sandbox data file ({exc})",
+                hint="Point --data at another folder, or move the file aside to start with an empty sandbox.",
+            ) from None
+        return cls(path, db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+        rows = list(self.db.query(sql, params))
+        return rows[0] if rows else None
+
+    # Profiles
+
+    def profile(self, profile_id: str) -> dict[str, Any] | None:
+        return self.one("select * from profiles where id = ?", [profile_id])
+
+    def holders(self, identifiers: Mapping[str, str | None]) -> dict[str, str]:
+        """Identifier name -> id of the profile holding that value, for the values given."""
+        found = {}
+        for name in IDENTIFIERS:
+            value = identifiers.get(name)
+            if value is not None:
+                row = self.one(f"select id from profiles where {name} = ?", [value])
+                if row:
+                    found[name] = row["id"]
+        return found
+
+    def identifiers_of(self, attributes: Mapping[str, Any], pointer: str) -> dict[str, str | None]:
+        return {
+            name: normalise_identifier(name, attributes[name], pointer) for name in IDENTIFIERS if name in attributes
+        }
+
+    def create_profile(
+        self, attributes: Mapping[str, Any], pointer: str, meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        identifiers = self.identifiers_of(attributes, pointer)
+        if not any(identifiers.values()) and not attributes.get("anonymous_id"):
+            raise invalid(
+                "At least one profile identifier (email, phone_number or external_id) is required.", pointer=pointer
+            )
+        holders = self.holders(identifiers)
+        if holders:
+            raise duplicate_profile(next(iter(holders.values())), pointer)
+        stamp = iso(now())
+        profile_id = new_profile_id()
+        self.db["profiles"].insert({"id": profile_id, "created": stamp, "updated": stamp})
+        return self.update_profile(profile_id, attributes, pointer, meta)
+
+    def update_profile(
+        self,
+        profile_id: str,
+        attributes: Mapping[str, Any],
+        pointer: str,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        conflicts: str = "error",
+    ) -> dict[str, Any]:
+        """Apply attributes (null clears, absent keeps) and `meta.patch_properties`.
+
+        An identifier held by another profile raises 409 duplicate_profile, or with `conflicts="skip"`
+        is left off (how event and subscription writes behave: they never move an identifier).
+        """
+        current = self.profile(profile_id)
+        if current is None:
+            raise ApiError.one(404, f"A profile with id '{profile_id}' does not exist.", pointer=pointer)
+        changes: dict[str, Any] = {}
+        identifiers = self.identifiers_of(attributes, pointer)
+        for name, holder in self.holders(identifiers).items():
+            if holder != profile_id:
+                if conflicts == "error":
+                    raise duplicate_profile(holder, pointer)
+                identifiers.pop(name)
+        changes.update(identifiers)
+        for name in PLAIN_FIELDS:
+            if name in attributes:
+                changes[name] = attributes[name]
+        if "location" in attributes:
+            location = _loads(current["location"], {})
+            location.update(attributes["location"] or {})
+            changes["location"] = json.dumps({k: v for k, v in location.items() if v is not None})
+        properties = _loads(current["properties"], {})
+        if "properties" in attributes:
+            for key, value in (attributes["properties"] or {}).items():
+                if value is None:
+                    properties.pop(key, None)
+                else:
+                    properties[key] = value
+        patch = (meta or {}).get("patch_properties") or {}
+        for key, value in (patch.get("append") or {}).items():
+            existing = properties.get(key)
+            items = existing if isinstance(existing, list) else ([] if existing is None else [existing])
+            properties[key] = [*items, *(value if isinstance(value, list) else [value])]
+        for key, value in (patch.get("unappend") or {}).items():
+            if isinstance(properties.get(key), list):
+                drop = value if isinstance(value, list) else [value]
+                properties[key] = [item for item in properties[key] if item not in drop]
+        unset = patch.get("unset")
+        for key in [unset] if isinstance(unset, str) else unset or []:
+            properties.pop(key, None)
+        if "properties" in attributes or patch:
+            changes["properties"] = json.dumps(properties) if properties else None
+        if changes:
+            changes["updated"] = iso(now())
+            self.db["profiles"].update(profile_id, changes)
+        return self.profile(profile_id) or current
+
+    def resolve_profile(
+        self, data: Mapping[str, Any], pointer: str, *, meta: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Find or create the profile an event/subscription names; apply its attributes. -> (profile, created)
+
+        An explicit id wins; otherwise the first identifier that matches (email, phone_number, external_id).
+        """
+        attributes = data.get("attributes") or {}
+        attr_pointer = f"{pointer}/attributes"
+        if data.get("id"):
+            if self.profile(data["id"]) is None:
+                raise invalid(f"A profile with id '{data['id']}' does not exist.", pointer=f"{pointer}/id")
+            return self.update_profile(data["id"], attributes, attr_pointer, meta, conflicts="skip"), False
+        holders = self.holders(self.identifiers_of(attributes, attr_pointer))
+        if holders:
+            chosen = next(iter(holders.values()))
+            return self.update_profile(chosen, attributes, attr_pointer, meta, conflicts="skip"), False
+        return self.create_profile(attributes, attr_pointer, meta), True
+
+    def upsert_profile(self, data: Mapping[str, Any], pointer: str = "/data") -> tuple[dict[str, Any], bool]:
+        """profile-import: create, or update the one profile the identifiers name. -> (profile, created)"""
+        attributes = data.get("attributes") or {}
+        meta = data.get("meta")
+        attr_pointer = f"{pointer}/attributes"
+        if data.get("id"):
+            if self.profile(data["id"]) is None:
+                raise ApiError.one(404, f"A profile with id '{data['id']}' does not exist.", pointer=f"{pointer}/id")
+            return self.update_profile(data["id"], attributes, attr_pointer, meta), False
+        holders = self.holders(self.identifiers_of(attributes, attr_pointer))
+        owners = list(dict.fromkeys(holders.values()))
+        if len(owners) > 1:
+            raise duplicate_profile(owners[1], attr_pointer)
+        if owners:
+            return self.update_profile(owners[0], attributes, attr_pointer, meta), False
+        return self.create_profile(attributes, attr_pointer, meta), True
+
+    def merge_profiles(self, destination_id: str, source_id: str) -> dict[str, Any]:
+        """Fold the source into the destination (destination's values win) and delete the source."""
+        destination, source = self.profile(destination_id), self.profile(source_id)
+        if destination is None:
+            raise ApiError.one(404, f"A profile with id '{destination_id}' does not exist.", pointer="/data/id")
+        if source is None:
+            raise ApiError.one(
+                404,
+                f"A profile with id '{source_id}' does not exist.",
+                pointer="/data/relationships/profiles/data/0/id",
+            )
+        if source_id == destination_id:
+            raise invalid("A profile cannot be merged into itself.", pointer="/data/relationships/profiles/data/0/id")
+        taken = {
+            name: source[name]
+            for name in (*IDENTIFIERS, *PLAIN_FIELDS)
+            if destination[name] is None and source[name] is not None
+        }
+        properties = {**_loads(source["properties"], {}), **_loads(destination["properties"], {})}
+        location = {**_loads(source["location"], {}), **_loads(destination["location"], {})}
+        params = [destination_id, source_id]
+        # Events the destination already has (same metric and unique_id) stay deduplicated.
+        self.db.execute("update or ignore events set profile_id = ? where profile_id = ?", params)
+        self.db.execute("delete from events where profile_id = ?", [source_id])
+        for table in ("subscriptions", "suppressions", "list_members", "back_in_stock_subscriptions"):
+            self.db.execute(f"update or ignore {table} set profile_id = ? where profile_id = ?", params)
+            self.db.execute(f"delete from {table} where profile_id = ?", [source_id])
+        self.db["profiles"].delete(source_id)
+        last_event = max(filter(None, [destination["last_event_date"], source["last_event_date"]]), default=None)
+        self.db["profiles"].update(
+            destination_id,
+            {
+                **taken,
+                "properties": json.dumps(properties) if properties else None,
+                "location": json.dumps(location) if location else None,
+                "last_event_date": last_event,
+                "updated": iso(now()),
+            },
+        )
+        return self.profile(destination_id) or destination
+
+    # Metrics and events
+
+    def metric_for(self, name: str) -> dict[str, Any]:
+        """The metric of that name, created on first use as Klaviyo does."""
+        row = self.one("select * from metrics where name = ?", [name])
+        if row:
+            return row
+        stamp = iso(now())
+        row = {"id": new_short_id(), "name": name, "created": stamp, "updated": stamp}
+        self.db["metrics"].insert(row)
+        return row
+
+    def check_event(self, attributes: Mapping[str, Any], pointer: str) -> datetime:
+        """Klaviyo's limits beyond the schema; returns the event time (truncated to the second)."""
+        name = attributes["metric"]["data"]["attributes"]["name"]
+        if not name or len(name) >= 128:
+            raise invalid("Metric name must be 1 to 127 characters.", pointer=f"{pointer}/metric/data/attributes/name")
+        unique_id = attributes.get("unique_id")
+        if unique_id is not None and not 1 <= len(unique_id) <= MAX_UNIQUE_ID:
+            raise invalid(f"unique_id must be 1 to {MAX_UNIQUE_ID} characters.", pointer=f"{pointer}/unique_id")
+        if len(attributes.get("properties") or {}) > MAX_EVENT_PROPERTIES:
+            raise invalid(
+                f"An event may have at most {MAX_EVENT_PROPERTIES} properties.", pointer=f"{pointer}/properties"
+            )
+        moment = now() if attributes.get("time") is None else parse_datetime(attributes["time"])
+        moment = moment.astimezone(UTC).replace(microsecond=0)
+        if moment.year < 1990 or moment > now() + timedelta(days=365):
+            raise invalid(
+                "The time must be after the year 1990 and can only be up to 1 year in the future.",
+                pointer=f"{pointer}/time",
+            )
+        return moment
+
+    def record_event(self, profile_id: str, attributes: Mapping[str, Any], moment: datetime) -> bool:
+        """Store one event unless (profile, metric, unique_id) is already there. -> whether it was stored."""
+        metric = self.metric_for(attributes["metric"]["data"]["attributes"]["name"])
+        unique_id = attributes.get("unique_id")
+        stamp = iso(moment)
+        # Without a unique_id Klaviyo deduplicates on the time to the second.
+        dedupe_key = unique_id if unique_id is not None else f"time:{stamp}"
+        cursor = self.db.execute(
+            "insert or ignore into events (id, uuid, metric_id, metric_name, profile_id, unique_id, dedupe_key,"
+            " time, timestamp, value, value_currency, properties, backfill, received_at)"
+            " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                new_short_id(12),
+                str(uuid.uuid1()),
+                metric["id"],
+                metric["name"],
+                profile_id,
+                unique_id,
+                dedupe_key,
+                stamp,
+                int(moment.timestamp()),
+                attributes.get("value"),
+                attributes.get("value_currency"),
+                json.dumps(attributes.get("properties") or {}, ensure_ascii=False),
+                int(bool(attributes.get("backfill"))),
+                iso(now()),
+            ],
+        )
+        if cursor.rowcount:
+            self.db.execute(
+                "update profiles set last_event_date = ? where id = ? and (last_event_date is null or last_event_date < ?)",
+                [stamp, profile_id, stamp],
+            )
+        return bool(cursor.rowcount)
+
+    def dedupe_scope(self, profile_data: Mapping[str, Any]) -> str:
+        """Which profile a not-yet-written event belongs to, for spotting repeats inside one bulk request."""
+        if profile_data.get("id"):
+            return f"id:{profile_data['id']}"
+        attributes = profile_data.get("attributes") or {}
+        identifiers = {}
+        for name in IDENTIFIERS:
+            if attributes.get(name) is not None:
+                try:
+                    identifiers[name] = normalise_identifier(name, attributes[name], "")
+                except ApiError:
+                    identifiers[name] = str(attributes[name])
+        holders = self.holders(identifiers)
+        if holders:
+            return f"id:{next(iter(holders.values()))}"
+        return "new:" + json.dumps(identifiers, sort_keys=True)

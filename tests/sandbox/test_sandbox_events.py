@@ -1,0 +1,213 @@
+"""Events and metrics as Klaviyo treats them: 202 without a body, dedupe, bulk all-or-nothing, read-back."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+
+from cogent_cli.sandbox import Sandbox
+
+
+def test_create_event_answers_202_without_body_and_stores_it(api: httpx.Client, sandbox: Sandbox, events) -> None:
+    response = api.post("/api/events", json=events(value=29.98, value_currency="USD"))
+
+    assert response.status_code == 202
+    assert response.content == b""
+    [row] = list(sandbox.db["events"].rows)
+    assert (row["metric_name"], row["unique_id"], row["value"], row["value_currency"]) == (
+        "Placed Order",
+        "order-1",
+        29.98,
+        "USD",
+    )
+    assert row["time"] == "2026-07-20T12:00:00+00:00"
+
+
+def test_repeated_unique_id_for_same_profile_and_metric_is_dropped_with_the_same_silent_202(
+    api: httpx.Client, sandbox: Sandbox, events
+) -> None:
+    first = api.post("/api/events", json=events(properties={"attempt": 1}))
+    second = api.post("/api/events", json=events(properties={"attempt": 2}))
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert second.content == b""
+    [row] = list(sandbox.db["events"].rows)
+    assert '"attempt": 1' in row["properties"]
+
+
+def test_same_unique_id_under_another_metric_or_profile_is_a_new_event(
+    api: httpx.Client, sandbox: Sandbox, events
+) -> None:
+    api.post("/api/events", json=events("Placed Order", "order-1"))
+    api.post("/api/events", json=events("Fulfilled Order", "order-1"))
+    api.post("/api/events", json=events("Placed Order", "order-1", profile={"email": "other@example.com"}))
+
+    assert sandbox.db["events"].count == 3
+
+
+def test_event_without_unique_id_is_deduplicated_on_its_time_to_the_second(
+    api: httpx.Client, sandbox: Sandbox, events
+) -> None:
+    api.post("/api/events", json=events(unique_id=None, time="2026-07-20T12:00:00.100+00:00"))
+    api.post("/api/events", json=events(unique_id=None, time="2026-07-20T12:00:00.900+00:00"))
+    api.post("/api/events", json=events(unique_id=None, time="2026-07-20T12:00:01+00:00"))
+
+    assert sandbox.db["events"].count == 2
+
+
+def test_metric_is_created_by_name_on_first_event_and_listed(api: httpx.Client, events) -> None:
+    assert api.get("/api/metrics").json()["data"] == []
+
+    api.post("/api/events", json=events("Partially Shipped Order", "a"))
+    api.post("/api/events", json=events("Partially Shipped Order", "b"))
+    metrics = api.get("/api/metrics").json()["data"]
+
+    assert [m["attributes"]["name"] for m in metrics] == ["Partially Shipped Order"]
+    assert metrics[0]["type"] == "metric"
+    one = api.get(f"/api/metrics/{metrics[0]['id']}").json()["data"]
+    assert one["attributes"]["name"] == "Partially Shipped Order"
+
+
+def test_bulk_create_stores_every_event_and_creates_profiles(
+    api: httpx.Client, sandbox: Sandbox, bulk, bulk_entry
+) -> None:
+    body = bulk(
+        [
+            ({"email": "a@example.com"}, [bulk_entry("Placed Order", "o-1"), bulk_entry("Ordered Product", "o-1:l1")]),
+            ({"phone_number": "+15005550006"}, [bulk_entry("Placed Order", "o-2")]),
+        ]
+    )
+
+    response = api.post("/api/event-bulk-create-jobs", json=body)
+
+    assert response.status_code == 202
+    assert response.content == b""
+    assert sandbox.db["events"].count == 3
+    assert sandbox.db["profiles"].count == 2
+
+
+def test_bulk_request_with_a_repeated_unique_id_is_rejected_whole(
+    api: httpx.Client, sandbox: Sandbox, bulk, bulk_entry
+) -> None:
+    body = bulk(
+        [
+            ({"email": "a@example.com"}, [bulk_entry("Placed Order", "o-1")]),
+            ({"email": "b@example.com"}, [bulk_entry("Placed Order", "o-2")]),
+            ({"email": "A@Example.com"}, [bulk_entry("Placed Order", "o-1")]),
+        ]
+    )
+
+    response = api.post("/api/event-bulk-create-jobs", json=body)
+
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["code"] == "invalid"
+    assert (
+        error["source"]["pointer"]
+        == "/data/attributes/events-bulk-create/data/2/attributes/events/data/0/attributes/unique_id"
+    )
+    assert "no events were processed" in error["detail"]
+    assert sandbox.db["events"].count == 0
+    assert sandbox.db["profiles"].count == 0
+
+
+def test_bulk_request_with_an_invalid_event_writes_nothing(
+    api: httpx.Client, sandbox: Sandbox, bulk, bulk_entry
+) -> None:
+    body = bulk(
+        [
+            ({"email": "a@example.com"}, [bulk_entry("Placed Order", "o-1")]),
+            ({"email": "b@example.com"}, [bulk_entry("Placed Order", "o-2", time="1989-12-31T00:00:00+00:00")]),
+        ]
+    )
+
+    response = api.post("/api/event-bulk-create-jobs", json=body)
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["source"]["pointer"].endswith(
+        "/data/1/attributes/events/data/0/attributes/time"
+    )
+    assert sandbox.db["events"].count == 0
+
+
+def test_bulk_request_over_1000_events_is_refused(api: httpx.Client, bulk, bulk_entry) -> None:
+    body = bulk([({"email": "a@example.com"}, [bulk_entry("Placed Order", f"o-{i}") for i in range(1001)])])
+
+    response = api.post("/api/event-bulk-create-jobs", json=body)
+
+    assert response.status_code == 400
+    assert "at most 1000" in response.json()["errors"][0]["detail"]
+
+
+def test_event_time_more_than_a_year_ahead_is_invalid(api: httpx.Client, events) -> None:
+    response = api.post("/api/events", json=events(time="2099-01-01T00:00:00+00:00"))
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["source"]["pointer"] == "/data/attributes/time"
+
+
+def test_get_events_filters_by_metric_and_datetime_window(api: httpx.Client, events) -> None:
+    for day in (1, 2, 3, 4):
+        api.post("/api/events", json=events("Placed Order", f"p{day}", time=f"2026-07-0{day}T10:00:00+00:00"))
+    api.post("/api/events", json=events("Refunded Order", "r1", time="2026-07-02T10:00:00+00:00"))
+    metric_id = next(
+        m["id"] for m in api.get("/api/metrics").json()["data"] if m["attributes"]["name"] == "Placed Order"
+    )
+
+    flt = f'and(equals(metric_id,"{metric_id}"),greater-or-equal(datetime,2026-07-02T00:00:00Z)),less-than(datetime,2026-07-04T00:00:00Z)'
+    data = api.get("/api/events", params={"filter": flt}).json()["data"]
+
+    assert [e["attributes"]["event_properties"]["$event_id"] for e in data] == ["p2", "p3"]
+    assert {e["relationships"]["metric"]["data"]["id"] for e in data} == {metric_id}
+    assert data[0]["attributes"]["datetime"] == "2026-07-02T10:00:00+00:00"
+    assert data[0]["attributes"]["timestamp"] == 1782986400
+
+
+def test_get_events_pages_with_links_next_until_the_last_page(api: httpx.Client, events) -> None:
+    for i in range(7):
+        api.post("/api/events", json=events(unique_id=f"e{i}", time=f"2026-07-01T10:00:0{i}+00:00"))
+
+    seen, url, pages = [], "/api/events?page[size]=3&sort=-datetime", 0
+    while url:
+        body = api.get(url).json()
+        seen += [e["attributes"]["event_properties"]["$event_id"] for e in body["data"]]
+        url = body["links"].get("next")
+        pages += 1
+
+    assert seen == [f"e{i}" for i in range(6, -1, -1)]
+    assert pages == 3
+
+
+def test_get_events_includes_metric_and_profile_on_request(api: httpx.Client, events) -> None:
+    api.post("/api/events", json=events())
+
+    body = api.get("/api/events", params={"include": "metric,profile"}).json()
+
+    assert sorted(item["type"] for item in body["included"]) == ["metric", "profile"]
+
+
+def test_event_page_size_above_the_spec_maximum_is_refused(api: httpx.Client) -> None:
+    response = api.get("/api/events", params={"page[size]": 1001})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["source"] == {"parameter": "page[size]"}
+
+
+def test_tampered_page_cursor_is_a_400_on_page_cursor(api: httpx.Client) -> None:
+    response = api.get("/api/events", params={"page[cursor]": "not-a-cursor"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["source"] == {"parameter": "page[cursor]"}
+
+
+def test_links_next_keeps_the_filter(api: httpx.Client, events) -> None:
+    for i in range(3):
+        api.post("/api/events", json=events("Placed Order", f"x{i}", time=f"2026-07-01T10:00:0{i}+00:00"))
+    metric_id = api.get("/api/metrics").json()["data"][0]["id"]
+
+    body = api.get("/api/events", params={"filter": f'equals(metric_id,"{metric_id}")', "page[size]": 2}).json()
+
+    query = parse_qs(urlparse(body["links"]["next"]).query)
+    assert query["filter"] == [f'equals(metric_id,"{metric_id}")']
+    assert "page[cursor]" in query
