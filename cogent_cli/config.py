@@ -375,6 +375,30 @@ class SyncSettings(Section):
     consent_custom_source: str | None = None
 
 
+class StatusSettings(Section):
+    """`[status]`: thresholds that make `cogent status` exit 5 and raise alerts."""
+
+    # Now minus the newest business time received from a source.
+    max_lag_minutes: Annotated[float, Field(gt=0)] = 240.0
+    # Per-source overrides of max_lag_minutes, e.g. {peoplevox = 60}.
+    lag_minutes: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    # Age of the oldest undelivered outbox item.
+    max_queue_age_minutes: Annotated[float, Field(gt=0)] = 60.0
+    # Open exceptions allowed per owning team before it is a breach; teams not listed: no limit.
+    max_open_exceptions: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: {"ops": 0, "ecommerce": 25, "cx": 25}
+    )
+    # Inbox payloads waiting in quarantine.
+    max_quarantined: Annotated[int, Field(ge=0)] = 0
+
+
+class AlertTarget(Section):
+    # Slack-compatible incoming webhook (JSON {"text": ...}); an {env = "NAME"} reference keeps it out of the file.
+    webhook_url: EnvRef | str | None = None
+    # A shell command that receives the alert text on standard input, e.g. "mail -s 'cogent alert' ops@acme.example".
+    email_command: str | None = None
+
+
 class WorkspaceSettings(Section):
     name: Annotated[str, Field(min_length=1)]
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
@@ -401,6 +425,8 @@ class Config(Section):
     metrics: MetricSettings = Field(default_factory=MetricSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    status: StatusSettings = Field(default_factory=StatusSettings)
+    alerts: dict[str, AlertTarget] = Field(default_factory=dict)
     audits: dict[str, AuditSettings] = Field(default_factory=dict)
     # Exception class -> owning team.
     owners: dict[str, str] = Field(
@@ -506,6 +532,14 @@ def load_config(path: Path) -> Config:
     return parse_config(text, path)
 
 
+def _mask_url(value: Any) -> Any:
+    """Webhook URLs carry their token in the path: show only where they point."""
+    if not isinstance(value, str):
+        return value if not isinstance(value, dict) else f"<from environment variable {value['env']}>"
+    scheme, _, rest = value.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}/<hidden>"
+
+
 def effective_config(config: Config) -> dict[str, Any]:
     """The configuration with defaults filled in, secrets shown only as their reference."""
     data = config.model_dump(mode="json")
@@ -514,7 +548,7 @@ def effective_config(config: Config) -> dict[str, Any]:
         if isinstance(node, dict):
             if set(node) == {"env"}:
                 return f"<from environment variable {node['env']}>"
-            return {key: mask(value) for key, value in node.items()}
+            return {key: _mask_url(value) if key == "webhook_url" else mask(value) for key, value in node.items()}
         if isinstance(node, list):
             return [mask(item) for item in node]
         return node

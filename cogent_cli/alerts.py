@@ -1,0 +1,150 @@
+"""Alerts: one notification per incident (not per run) to the owning team's webhook or email command.
+
+An incident opens when a breach is first seen, stays quiet while it persists, and resolves when a run
+that evaluates it no longer sees it; if it comes back, it is a new incident and alerts again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from cogent_cli.config import AlertTarget, Config, EnvRef
+from cogent_cli.health import Breach
+from cogent_cli.logs import redact, register_secret
+from cogent_cli.state import Store
+
+log = logging.getLogger(__name__)
+HEALTH_SCOPES = ("lag:", "quarantine:", "queue:", "exceptions:")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    key: str
+    owner: str
+    channel: str  # webhook | email | none
+    ok: bool
+    detail: str
+
+
+def open_incidents(store: Store, breaches: Iterable[Breach], scopes: Iterable[str], now: datetime) -> list[Breach]:
+    """Record what is breached now; returns the breaches whose incident has not been notified yet
+    (new ones, and ones whose earlier notification failed).
+
+    Open incidents within `scopes` (key prefixes this evaluation covers) that are no longer
+    breached are resolved.
+    """
+    stamp = now.isoformat()
+    current = {b.key: b for b in breaches}
+    with store.transaction() as db:
+        rows = {row["key"]: row for row in db.query("select * from incidents")}
+        for key, breach in current.items():
+            row = rows.get(key)
+            if row is None or row["resolved_at"]:
+                db["incidents"].upsert(
+                    {
+                        "key": key,
+                        "kind": breach.kind,
+                        "owner": breach.owner,
+                        "summary": breach.summary,
+                        "detail_command": breach.detail_command,
+                        "opened_at": stamp,
+                        "last_seen_at": stamp,
+                        "notified_at": None,
+                        "resolved_at": None,
+                    },
+                    pk="key",
+                )
+            else:
+                db["incidents"].update(key, {"last_seen_at": stamp, "summary": breach.summary})
+        prefixes = tuple(scopes)
+        for key, row in rows.items():
+            if key not in current and not row["resolved_at"] and key.startswith(prefixes):
+                db["incidents"].update(key, {"resolved_at": stamp})
+        unnotified = {row["key"] for row in db.query("select key from incidents where notified_at is null")}
+    return [breach for key, breach in current.items() if key in unnotified]
+
+
+def _target(config: Config, owner: str) -> AlertTarget | None:
+    return config.alerts.get(owner) or config.alerts.get("default")
+
+
+def _url(target: AlertTarget) -> str | None:
+    url = os.environ.get(target.webhook_url.env) if isinstance(target.webhook_url, EnvRef) else target.webhook_url
+    register_secret(url)
+    return url
+
+
+def message(config: Config, breach: Breach, opened_at: datetime) -> str:
+    return (
+        f"[cogent · {config.workspace.name}] {breach.summary}\n"
+        f"Owner: {breach.owner} · Since: {opened_at:%Y-%m-%d %H:%M} UTC\n"
+        f"Details: {breach.detail_command}"
+    )
+
+
+def notify(
+    store: Store,
+    config: Config,
+    breaches: Iterable[Breach],
+    now: datetime | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> list[Delivery]:
+    """Send one alert per newly opened incident; failures are reported, never raised."""
+    now = now or datetime.now(UTC)
+    deliveries = []
+    for breach in breaches:
+        target = _target(config, breach.owner)
+        text = message(config, breach, now)
+        sent: list[Delivery] = []
+        url = _url(target) if target else None
+        if url:
+            try:
+                with httpx.Client(transport=transport, timeout=10.0) as client:
+                    client.post(url, json={"text": text}).raise_for_status()
+                sent.append(Delivery(breach.key, breach.owner, "webhook", True, "delivered"))
+            except httpx.HTTPError as exc:
+                sent.append(
+                    Delivery(breach.key, breach.owner, "webhook", False, redact(f"{type(exc).__name__}: {exc}"))
+                )
+        if target and target.email_command:
+            done = subprocess.run(
+                target.email_command, shell=True, input=text, text=True, capture_output=True, timeout=60, check=False
+            )
+            detail = "delivered" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()[:200]}"
+            sent.append(Delivery(breach.key, breach.owner, "email", done.returncode == 0, detail))
+        if not sent:
+            sent.append(
+                Delivery(breach.key, breach.owner, "none", False, f"no [alerts.{breach.owner}] or [alerts.default]")
+            )
+        if any(d.ok for d in sent):
+            store.db["incidents"].update(breach.key, {"notified_at": now.isoformat()})
+        for delivery in sent:
+            if not delivery.ok:
+                log.warning(
+                    "alert %s for %s not delivered by %s: %s",
+                    delivery.key,
+                    delivery.owner,
+                    delivery.channel,
+                    delivery.detail,
+                )
+        deliveries.extend(sent)
+    return deliveries
+
+
+def raise_alerts(
+    store: Store,
+    config: Config,
+    breaches: list[Breach],
+    scopes: Iterable[str],
+    now: datetime | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> list[Delivery]:
+    now = now or datetime.now(UTC)
+    return notify(store, config, open_incidents(store, breaches, scopes, now), now, transport)
