@@ -14,7 +14,20 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from cogent_cli import __version__
-from cogent_cli.cli import auth, config, db, inbox, ingest, playbook, sandbox, workspace
+from cogent_cli.cli import (
+    auth,
+    config,
+    db,
+    exceptions,
+    inbox,
+    ingest,
+    playbook,
+    runs,
+    sandbox,
+    schedule,
+    sync,
+    workspace,
+)
 from cogent_cli.cli.common import CONTEXT_SETTINGS, GlobalOptions, stderr
 from cogent_cli.errors import CogentError, ExitStatus
 from cogent_cli.logs import LogFormat, json_line, log_format, redact, setup_logging
@@ -88,6 +101,10 @@ workspace.register(app)
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(auth.app, name="auth")
+sync.register(app)
+app.add_typer(runs.app, name="runs")
+app.add_typer(exceptions.app, name="exceptions")
+app.add_typer(schedule.app, name="schedule")
 app.command("ingest")(ingest.ingest)
 app.add_typer(inbox.app, name="inbox")
 app.add_typer(playbook.app, name="playbook")

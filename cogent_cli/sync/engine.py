@@ -94,6 +94,8 @@ class RunSummary:
     waiting: int = 0
     held: int = 0
     recovered: int = 0
+    # Rows put back for a later run because Klaviyo stayed throttled or unavailable.
+    deferred: int = 0
     stale_lock_pid: int | None = None
     error: str | None = None
 
@@ -122,6 +124,7 @@ class RunSummary:
             "waiting": self.waiting,
             "held": self.held,
             "recovered_in_flight": self.recovered,
+            "deferred": self.deferred,
             "stale_lock_pid": self.stale_lock_pid,
             "error": self.error,
         }
@@ -532,6 +535,7 @@ async def _deliver_all(
             ", ".join(f"{k}={v}" for k, v in Counter(r.kind for r in rows).items()),
         )
         await delivery.deliver(rows)
+        summary.deferred = len(delivery.deferred)
 
 
 def _record_start(store: Store, options: SyncOptions) -> int:

@@ -206,3 +206,22 @@ def resolve_exception(store: Store, exception_id: int, note: str) -> ExceptionRe
                 [now, record.outbox_id],
             )
     return get_exception(store, exception_id)
+
+
+# What to do about each class; shown in `cogent report` and the handover playbook.
+FIX_HINTS: dict[str, str] = {
+    "validation_error": "Klaviyo rejected the field at the pointer: fix the source data or the mapping, "
+    "then `cogent replay ID`.",
+    "identity_conflict": "Two Klaviyo profiles share this customer's identifiers: review them with "
+    "`cogent audit klaviyo-profiles --export-merges merges.json`, merge, then resolve the exception.",
+    "unknown_sku": "The catalog has no variant for this SKU: create it in Klaviyo (or fix the SKU in the "
+    "source), then `cogent replay --class unknown_sku`.",
+    "unmapped_ship_method": "Add the ship method to [mapping.ship_methods] in cogent.toml, then "
+    "`cogent replay --class unmapped_ship_method`.",
+    "rate_budget_exhausted": "Klaviyo kept throttling: spread schedules out or lower max_in_flight, then "
+    "`cogent replay --class rate_budget_exhausted`.",
+    "auth_scope": "The Klaviyo key lacks a scope: create a key with the scope named in the error, "
+    "`cogent auth set klaviyo`, then `cogent replay --class auth_scope`.",
+    "source_payload_invalid": "The source sent data cogent cannot use: check `cogent inbox show` for the "
+    "payload, fix it at the source or in the mapping, then `cogent inbox retry`.",
+}
