@@ -282,7 +282,7 @@ def _goods_out_events(ctx: NormaliseContext, goods_out: Node, native_event: str)
         shipments = [Node({"reference": reference}, goods_out.field("(goods out as shipment)"))]
     # Which lines went in which shipment is not in the payload unless a shipment lists them.
     ordered_shipments = sorted(
-        shipments, key=lambda s: (s.opt_time("collection_datetime") or dispatched_at or ctx.received_at)
+        shipments, key=lambda s: s.opt_time("collection_datetime") or dispatched_at or ctx.received_at
     )
     for index, shipment in enumerate(ordered_shipments):
         own = _shipment_items(shipment)
@@ -322,7 +322,10 @@ def _stock_balance_event(ctx: NormaliseContext, node: Node, native_event: str) -
         levels=levels,
         stock_owner=account.first_text(("code", "id")) if account else None,
         native_event=native_event,
-        native_ids={"product_id": product.opt_text("id"), "warehouse_id": warehouse.opt_text("id") if warehouse else None},
+        native_ids={
+            "product_id": product.opt_text("id"),
+            "warehouse_id": warehouse.opt_text("id") if warehouse else None,
+        },
         confidence="documented",
     )
 

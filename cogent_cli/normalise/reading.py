@@ -22,9 +22,12 @@ _MONEY_NOISE = re.compile(r"[^\d.\-]")
 _CURRENCY_CODE = re.compile(r"\b([A-Z]{3})\b")
 
 
-def _describe(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _describe(value: Any) -> Any:
+    """The offending value as quoted in a quarantine reason (NormaliseError shortens long ones)."""
+    if isinstance(value, dict | list):
+        text = json.dumps(value, default=str)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return value
 
 
 class Node:
