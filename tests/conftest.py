@@ -7,6 +7,8 @@ from pathlib import Path
 
 import keyring
 import pytest
+import typer
+import typer.testing
 from keyring.backend import KeyringBackend
 from typer.testing import CliRunner
 
@@ -14,6 +16,19 @@ from cogent_cli.logs import setup_logging
 from cogent_cli.workspace import Workspace, init_workspace
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+_build_command = typer.testing._get_command
+_built: dict[int, tuple[typer.Typer, object]] = {}
+
+
+def _cached_command(app: typer.Typer) -> object:
+    # CliRunner rebuilds the whole click tree on every invoke (slow with many commands); build it once per app.
+    if id(app) not in _built:
+        _built[id(app)] = (app, _build_command(app))
+    return _built[id(app)][1]
+
+
+typer.testing._get_command = _cached_command
 
 
 class MemoryKeyring(KeyringBackend):
