@@ -130,11 +130,15 @@ class Row:
                 self._index.setdefault(canon(key), (key, value))
 
     def _find(self, names: tuple[str, ...]) -> tuple[str, Any]:
+        """The first of `names` holding a value, else the first present (blank), else the first name."""
+        blank = None
         for name in names:
             hit = self._index.get(canon(name))
-            if hit is not None and text_value(hit[1]) is not None:
-                return hit
-        return names[0], None
+            if hit is not None:
+                if text_value(hit[1]) is not None:
+                    return hit
+                blank = blank or hit
+        return blank or (names[0], None)
 
     def has(self, *names: str) -> bool:
         return any(canon(name) in self._index for name in names)

@@ -271,14 +271,16 @@ class Shipments:
 
 
 def _merge_despatch_parcel(previous: Sequence[Parcel], new: Sequence[Parcel], items: Mapping[str, int]) -> Parcel:
-    """One despatch-level parcel holding everything, keeping tracking details the newer data lacks."""
-    old = previous[0] if previous else None
+    """One despatch-level parcel holding everything. A newer tracking number wins; otherwise what is
+    known stays and the newer data only fills gaps, so a thin callback repeating a despatch changes nothing."""
+    old = previous[0] if previous else Parcel(items=[])
     latest = new[0] if new else old
-    assert latest is not None
     return Parcel(
-        parcel_id=latest.parcel_id or (old.parcel_id if old else None),
-        tracking_number=latest.tracking_number or (old.tracking_number if old else None),
-        tracking_url=latest.tracking_url or (old.tracking_url if old else None),
-        ship_method=latest.ship_method or (old.ship_method if old else None),
+        parcel_id=old.parcel_id or latest.parcel_id,
+        tracking_number=latest.tracking_number or old.tracking_number,
+        tracking_url=(latest.tracking_url or old.tracking_url)
+        if latest.tracking_number in (None, old.tracking_number)
+        else latest.tracking_url,
+        ship_method=old.ship_method or latest.ship_method,
         items=[ParcelItem(sku=sku, quantity=qty) for sku, qty in sorted(items.items())],
     )
