@@ -56,6 +56,9 @@ class KlaviyoSettings(Section):
     api_key: SecretRef = None
     max_in_flight: Annotated[int, Field(ge=1, le=256)] = 32
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # Multiplies the spec's rate limits the client paces itself by; only for a sandbox started
+    # with the same --rate-scale. Against Klaviyo leave it at 1.
+    rate_scale: Annotated[float, Field(gt=0, le=1000)] = 1.0
 
     _literal = field_validator("api_key", mode="before")(_no_literal_secret)
 

@@ -145,6 +145,7 @@ def default_client_factory(config: Config) -> AbstractAsyncContextManager[Any]:
         revision=config.klaviyo.revision,
         max_in_flight=config.klaviyo.max_in_flight,
         timeout=config.klaviyo.timeout_seconds,
+        rate_scale=config.klaviyo.rate_scale,
     )
 
 

@@ -271,3 +271,39 @@ class FakeKlaviyo:
 @pytest.fixture
 def fake() -> FakeKlaviyo:
     return FakeKlaviyo()
+
+
+API_KEY = "pk_sandbox_sync_tests"
+
+
+def sandbox_workspace(root: Any, base_url: str, extra: str = "", rate_scale: float = 100.0) -> Any:
+    """A workspace whose Klaviyo is the sandbox at `base_url`; `extra` adds TOML sections."""
+    from cogent_cli.workspace import Workspace
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "cogent.toml").write_text(
+        f'[workspace]\nname = "Sync test"\nid = "sync-test-01"\n\n'
+        f'[klaviyo]\nbase_url = "{base_url}"\nrate_scale = {rate_scale}\nmax_in_flight = 16\n\n{extra}',
+        encoding="utf-8",
+    )
+    workspace = Workspace(root)
+    workspace.store().close()
+    return workspace
+
+
+@pytest.fixture
+def sandbox(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from cogent_cli.sandbox.server import run_sandbox
+
+    monkeypatch.setenv("COGENT_KLAVIYO_API_KEY", API_KEY)
+    with run_sandbox(tmp_path / "sandbox", rate_scale=100.0) as running:
+        yield running
+
+
+def sandbox_events(sandbox: Any) -> list[dict[str, Any]]:
+    return [
+        {**row, "properties": json.loads(row["properties"] or "{}")}
+        for row in sandbox.db.query(
+            "select rowid, metric_name, profile_id, unique_id, value, backfill, properties from events order by rowid"
+        )
+    ]
