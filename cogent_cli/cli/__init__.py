@@ -15,12 +15,14 @@ from typer.core import TyperGroup
 
 from cogent_cli import __version__
 from cogent_cli.cli import (
+    audit,
     auth,
     config,
     db,
     exceptions,
     inbox,
     ingest,
+    merge,
     playbook,
     runs,
     sandbox,
@@ -109,6 +111,8 @@ app.command("ingest")(ingest.ingest)
 app.add_typer(inbox.app, name="inbox")
 app.add_typer(playbook.app, name="playbook")
 app.add_typer(sandbox.app, name="sandbox")
+app.command("audit")(audit.audit)
+app.add_typer(merge.app, name="merge")
 
 
 def main() -> None:

@@ -257,11 +257,14 @@ def m005_audits(db: Database) -> None:
             "unique_id": str,
             "value": float,
             "order_number": str,
+            # The normalised event behind it, when cogent sent it (property SourceEventId).
+            "source_event_id": str,
             "properties": str,
         },
         pk="id",
     )
     db["klaviyo_events"].create_index(["metric_name", "order_number"])
+    db["klaviyo_events"].create_index(["source_event_id"])
     db["klaviyo_events"].create_index(["unique_id"])
     db["klaviyo_events"].create_index(["profile_id"])
     db["klaviyo_variants"].create(
