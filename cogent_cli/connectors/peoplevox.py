@@ -260,10 +260,10 @@ class PeoplevoxConnector:
         if report.date_column and sweep.since is not None:
             clause = search_clause(report.date_column, sweep.since, self.settings.timezone)
         order_by = f"[{report.date_column}]" if report.date_column else "[Item code]"
-        page = int(sweep.position or 0)
+        page = first = int(sweep.position or 0)
         read = page * self.settings.items_per_page
         while True:
-            if page > int(sweep.position or 0):
+            if page > first:
                 self._sleep(self.settings.page_delay_seconds)
             page += 1
             result = self.report_page(report.template, page, clause, order_by)

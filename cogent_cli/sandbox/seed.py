@@ -1010,7 +1010,7 @@ class Retailer:
         sources = data_dir / "sources"
         sources.mkdir(parents=True, exist_ok=True)
         for system in ("peoplevox", "clarus", "swap", "marketplacer"):
-            (sources / f"{system}.json").write_text(json.dumps(getattr(self, system), indent=1), encoding="utf-8")
+            (sources / f"{system}.json").write_text(json.dumps(getattr(self, system)), encoding="utf-8")
         drop = data_dir / "scend" / "drop"
         drop.mkdir(parents=True, exist_ok=True)
         for old in drop.glob("*_*.csv"):

@@ -652,7 +652,9 @@ class SourceStandIns:
         return JSONResponse(body)
 
 
-_CLAUSE = re.compile(r"\[(?P<column>[^\]]+)\]\s*(?P<op>>=|<=|>|<)\s*DateTime\((?P<parts>[\d,\s]+)\)")
+_CLAUSE = re.compile(
+    r"\(?\s*\[(?P<column>[^\]]+)\]\s*(?P<op>>=|<=|>|<)\s*DateTime\((?P<parts>[\d,\s]+)\)\s*\)?"
+)
 
 
 def _clause_matches(clause: str, row: Mapping[str, Any]) -> bool:
@@ -660,7 +662,7 @@ def _clause_matches(clause: str, row: Mapping[str, Any]) -> bool:
     if not clause.strip():
         return True
     for part in re.split(r"\s+AND\s+", clause.strip(), flags=re.IGNORECASE):
-        match = _CLAUSE.fullmatch(part.strip().strip("()"))
+        match = _CLAUSE.fullmatch(part.strip())
         if not match:
             raise ValueError(f"unsupported search clause {part!r}")
         bound = datetime(*map(int, match["parts"].split(",")), tzinfo=UTC)
