@@ -20,7 +20,7 @@ from cogent_cli.sync.outbox import UNSENT
 from cogent_cli.sync.schedule import list_schedules
 
 
-def _parse(text: str | None) -> datetime | None:
+def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -110,7 +110,7 @@ def _sources(store: Store, config: Config, now: datetime) -> list[SourceHealth]:
                 system=system,
                 last_received={route: routes.get(route) for route in ("pull", "file", "webhook")},
                 newest_business_time=newest,
-                lag_minutes=_minutes(_parse(newest), now),
+                lag_minutes=_minutes(parse_time(newest), now),
                 quarantined=quarantined,
             )
         )
@@ -131,7 +131,7 @@ def _lanes(store: Store, now: datetime) -> list[LaneHealth]:
     for number, name in LANE_NAMES.items():
         row = rows.get(number)
         oldest = row["oldest"] if row else None
-        lanes.append(LaneHealth(name, row["depth"] if row else 0, oldest, _minutes(_parse(oldest), now)))
+        lanes.append(LaneHealth(name, row["depth"] if row else 0, oldest, _minutes(parse_time(oldest), now)))
     return lanes
 
 
