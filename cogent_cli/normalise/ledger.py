@@ -177,6 +177,9 @@ class Shipments:
         contents = dict(items) if items is not None else total_items(parcel_list)
         previous = self.known(shipment_id)
         supersedes = None
+        if previous is not None and _fingerprint(granularity, parcel_list, contents) == previous.fingerprint:
+            # Exactly the picture already announced (e.g. every invoice update repeats its shipments).
+            return None
         if previous is not None:
             if previous.granularity == "parcel" and granularity == "shipment":
                 # Despatch-level data never replaces package-level data; it may only add contents.
