@@ -8,7 +8,6 @@ from conftest import (
     NOW,
     FakeKlaviyo,
     add_events,
-    cancellation,
     event,
     placed,
     refund,
@@ -26,57 +25,6 @@ def sync(workspace: Workspace, fake: FakeKlaviyo, **options: object):
     return run_sync(workspace, SyncOptions(**options), client_factory=fake.session)  # type: ignore[arg-type]
 
 
-def test_split_shipment_sends_one_event_per_shipment_with_its_parcels(workspace: Workspace, fake: FakeKlaviyo) -> None:
-    with workspace.store() as store:
-        add_events(
-            store,
-            [
-                shipment("S1", [("T1", [("SKU-1", 1)])], final=False),
-                shipment("S2", [("T2", [("SKU-2", 1)]), ("T3", [("SKU-3", 2)])]),
-            ],
-        )
-    summary = sync(workspace, fake)
-    shipped = [e for e in fake.events if e["metric"] == "Fulfilled Shipment"]
-    assert [e["properties"]["TrackingNumbers"] for e in shipped] == [["T1"], ["T2", "T3"]]
-    assert [e["properties"]["IsPartial"] for e in shipped] == [True, False]
-    assert summary.sent["Fulfilled Shipment"] == 2
-    assert len({e["unique_id"] for e in shipped}) == 2
-
-
-def test_second_partial_refund_is_not_deduplicated_and_only_the_first_nets_clv(
-    workspace: Workspace, fake: FakeKlaviyo
-) -> None:
-    with workspace.store() as store:
-        add_events(
-            store,
-            [
-                refund("R1", "10.00", [("SKU-1", 1, "10.00")]),
-                refund("R2", "5.00", [("SKU-2", 1, "5.00")]),
-                cancellation("20.00", order="1002"),
-            ],
-        )
-    sync(workspace, fake)
-    refunds = [e for e in fake.events if e["metric"] == "Refunded Order"]
-    assert [(e["unique_id"], e["value"], e["properties"]["ClvNetted"]) for e in refunds][0] == ("1001", 10.0, True)
-    assert refunds[1]["unique_id"] != "1001" and refunds[1]["value"] == 5.0
-    cancelled = [e for e in fake.events if e["metric"] == "Cancelled Order"]
-    assert [(e["unique_id"], e["value"]) for e in cancelled] == [("1002", 20.0)]
-
-
-def test_out_of_order_events_are_held_and_delivered_in_business_order(workspace: Workspace, fake: FakeKlaviyo) -> None:
-    with workspace.store() as store:
-        add_events(
-            store,
-            [
-                refund("R1", "10.00", [("SKU-1", 1, "10.00")]),
-                return_event("return.received", "RET1", "received"),
-                shipment("S1", [("T1", [("SKU-1", 1)])]),
-            ],
-        )
-    sync(workspace, fake)
-    assert [e["metric"] for e in fake.events] == ["Fulfilled Shipment", "Return Received", "Refunded Order"]
-
-
 def test_held_event_waits_for_its_predecessor_only_up_to_the_hold_time(workspace: Workspace, fake: FakeKlaviyo) -> None:
     with workspace.store() as store:
         add_events(store, [shipment("S1", [("T1", [("SKU-1", 1)])]), refund("R1", "10.00", [("SKU-1", 1, "10.00")])])
@@ -89,48 +37,6 @@ def test_held_event_waits_for_its_predecessor_only_up_to_the_hold_time(workspace
         store.db.execute("update outbox set enqueued_at = ?", [(NOW - timedelta(hours=2)).isoformat()])
     sync(workspace, fake)
     assert [e["metric"] for e in fake.events] == ["Refunded Order"]
-
-
-def test_duplicate_profiles_produce_an_identity_exception_not_a_second_profile(
-    workspace: Workspace, fake: FakeKlaviyo
-) -> None:
-    by_email = fake.add_profile(email="jane@shop.test")
-    by_phone = fake.add_profile(phone_number="+447911123456")
-    with workspace.store() as store:
-        add_events(store, [shipment("S1", [("T1", [("SKU-1", 1)])], phone="07911 123456")])
-    sync(workspace, fake)
-    assert len(fake.profiles) == 2
-    assert [e["profile_id"] for e in fake.events] == [by_email]
-    with workspace.store() as store:
-        [conflict] = list_exceptions(store, exception_class="identity_conflict")
-    assert conflict.details["profile_ids"] == sorted([by_email, by_phone])
-
-
-def test_non_sellable_stock_never_reaches_the_catalog(workspace: Workspace, fake: FakeKlaviyo) -> None:
-    fake.variants = {"$custom:::$default:::SKU-1": 0.0}
-    with workspace.store() as store:
-        add_events(
-            store,
-            [
-                stock("SKU-1", "MAIN", 7, non_sellable={"quarantine": 50, "damaged": 3}),
-                event(
-                    "stock.level_changed",
-                    {
-                        "sku": "SKU-1",
-                        "location": {"site": "MAIN"},
-                        "as_of": NOW.isoformat(),
-                        "mode": "delta",
-                        "delta": {"quantity": 40, "bucket": "quarantine"},
-                    },
-                    order=None,
-                    email=None,
-                ),
-            ],
-        )
-    summary = sync(workspace, fake)
-    assert fake.variants == {"$custom:::$default:::SKU-1": 7.0}
-    assert summary.enqueued.skipped == {"stock bucket quarantine is not sellable": 1}
-    assert not [e for e in fake.events]
 
 
 def test_unknown_sku_becomes_an_exception_owned_by_ecommerce(workspace: Workspace, fake: FakeKlaviyo) -> None:
