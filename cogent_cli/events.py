@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -56,7 +57,22 @@ def _format_utc(value: datetime) -> str:
 UtcDatetime = Annotated[
     AwareDatetime, AfterValidator(_to_utc), PlainSerializer(_format_utc, return_type=str, when_used="json")
 ]
-CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+@cache
+def _currency_codes() -> frozenset[str]:
+    import pycountry  # loads its ISO 4217 table on first use only
+
+    return frozenset(currency.alpha_3 for currency in pycountry.currencies)
+
+
+def _iso_currency(code: str) -> str:
+    if code not in _currency_codes():
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code such as GBP, EUR or AUD")
+    return code
+
+
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_iso_currency)]
 Quantity = Annotated[int, Field(ge=0)]
 
 
