@@ -21,8 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cogent_cli.config import Config
+from cogent_cli.credentials import Credentials
 from cogent_cli.errors import CogentError, ExitStatus, LockHeldError
 from cogent_cli.events import parse_event
+from cogent_cli.klaviyo.client import KlaviyoClient
 from cogent_cli.klaviyo.errors import (
     AuthError,
     BulkDeliveryError,
@@ -136,9 +138,6 @@ class _AbortRun(Exception):
 
 
 def default_client_factory(config: Config) -> AbstractAsyncContextManager[Any]:
-    from cogent_cli.credentials import Credentials
-    from cogent_cli.klaviyo.client import KlaviyoClient
-
     return KlaviyoClient(
         Credentials(config).get("klaviyo"),
         base_url=config.klaviyo.base_url,
