@@ -92,8 +92,6 @@ def operation(operation_id: str) -> Operation:
 
 def match_operation(method: str, path: str) -> Operation | None:
     """The operation a concrete request path belongs to, preferring literal over templated paths."""
-    candidates = [
-        op for op in operations().values() if op.method == method.upper() and op.pattern.match(path)
-    ]
+    candidates = [op for op in operations().values() if op.method == method.upper() and op.pattern.match(path)]
     candidates.sort(key=lambda op: op.path.count("{"))
     return candidates[0] if candidates else None
