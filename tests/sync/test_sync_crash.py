@@ -78,7 +78,8 @@ def assert_delivered_exactly_once(workspace: Any, sandbox: Any) -> None:
     with workspace.store() as store:
         left = store.db.execute("select count(*) from outbox where status not in ('sent', 'superseded')").fetchone()[0]
         expected = Counter(
-            row[0] for row in store.db.execute("select json_extract(payload, '$.unique_id') from outbox where kind = 'event'")
+            row[0]
+            for row in store.db.execute("select json_extract(payload, '$.unique_id') from outbox where kind = 'event'")
         )
         customers = store.db.execute("select count(distinct email) from events").fetchone()[0]
     assert left == 0
@@ -86,7 +87,9 @@ def assert_delivered_exactly_once(workspace: Any, sandbox: Any) -> None:
     assert sandbox.db["profiles"].count == customers
 
 
-def test_run_killed_with_sigkill_at_random_points_resumes_and_delivers_every_event_exactly_once(runs: Any, sandbox: Any) -> None:
+def test_run_killed_with_sigkill_at_random_points_resumes_and_delivers_every_event_exactly_once(
+    runs: Any, sandbox: Any
+) -> None:
     workspace, started = runs
     rng = random.Random(5)
     kills = 0
@@ -135,7 +138,13 @@ def test_lock_held_by_a_live_process_names_its_pid_and_a_dead_holder_is_taken_ov
     try:
         with workspace.store() as store:
             store.db["sync_lock"].insert(
-                {"name": "sync", "pid": sleeper.pid, "process_started": lock.process_start_time(sleeper.pid), "host": os.uname().nodename, "acquired_at": "2026-01-01T00:00:00+00:00"}
+                {
+                    "name": "sync",
+                    "pid": sleeper.pid,
+                    "process_started": lock.process_start_time(sleeper.pid),
+                    "host": os.uname().nodename,
+                    "acquired_at": "2026-01-01T00:00:00+00:00",
+                }
             )
             with pytest.raises(LockHeldError, match=f"pid {sleeper.pid}") as raised:
                 run_sync(workspace, SyncOptions())
@@ -150,7 +159,14 @@ def test_lock_held_by_a_live_process_names_its_pid_and_a_dead_holder_is_taken_ov
         sleeper.wait()
     with workspace.store() as store:
         store.db["sync_lock"].insert(
-            {"name": "sync", "pid": sleeper.pid, "process_started": "1", "host": os.uname().nodename, "acquired_at": "x"}, replace=True
+            {
+                "name": "sync",
+                "pid": sleeper.pid,
+                "process_started": "1",
+                "host": os.uname().nodename,
+                "acquired_at": "x",
+            },
+            replace=True,
         )
         taken = lock.acquire(store)
         assert taken is not None and taken.pid == sleeper.pid and not taken.alive()
