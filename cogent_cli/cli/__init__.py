@@ -22,6 +22,7 @@ from cogent_cli.cli import (
     exceptions,
     inbox,
     ingest,
+    listen,
     merge,
     playbook,
     runs,
@@ -113,6 +114,7 @@ app.add_typer(playbook.app, name="playbook")
 app.add_typer(sandbox.app, name="sandbox")
 app.command("audit")(audit.audit)
 app.add_typer(merge.app, name="merge")
+app.command("listen")(listen.listen)
 
 
 def main() -> None:
