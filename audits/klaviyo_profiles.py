@@ -27,8 +27,9 @@ class Params(BaseModel):
     strip_plus_address: bool | None = None
     dotless_domains: list[str] | None = None
     fuzzy: bool = True
-    first_name_similarity: float = Field(0.9, ge=0, le=1)
-    last_name_similarity: float = Field(0.92, ge=0, le=1)
+    first_name_similarity: float = Field(0.85, ge=0, le=1)
+    last_name_similarity: float = Field(0.85, ge=0, le=1)
+    name_similarity: float = Field(0.92, ge=0, le=1)
     # Clusters below this confidence are not reported.
     min_confidence: float = Field(0.0, ge=0, le=1)
 
@@ -39,6 +40,7 @@ class Params(BaseModel):
     owner_class="identity_conflict",
     warning_from=2,
     error_from=None,
+    params=Params,
     fix="Review the cluster, then `cogent audit klaviyo-profiles --export-merges merges.json` and "
     "`cogent merge apply merges.json`.",
 )
@@ -53,6 +55,7 @@ def klaviyo_profiles(ctx: AuditContext) -> Iterator[Issue]:
         fuzzy=params.fuzzy,
         first_name_similarity=params.first_name_similarity,
         last_name_similarity=params.last_name_similarity,
+        name_similarity=params.name_similarity,
     )
     for cluster in find_duplicates(ctx.db, rules):
         if cluster.confidence < params.min_confidence:

@@ -43,9 +43,10 @@ class DedupeRules:
     dotless_domains: tuple[str, ...] = ("gmail.com", "googlemail.com")
     default_region: str = "GB"
     fuzzy: bool = True
-    # Both names must be at least this similar (Jaro-Winkler) for a fuzzy candidate.
-    first_name_similarity: float = 0.9
-    last_name_similarity: float = 0.92
+    # Jaro-Winkler similarity each name must reach, and their mean, for a fuzzy candidate.
+    first_name_similarity: float = 0.85
+    last_name_similarity: float = 0.85
+    name_similarity: float = 0.92
 
 
 def _sql_text(value: str) -> str:
@@ -181,13 +182,13 @@ def _fuzzy_pairs(db: Database, rules: DedupeRules) -> Iterator[tuple[int, int, f
         from dedupe_names a join dedupe_names b on a.zip_key = b.zip_key and a.f2 = b.f2 and a.rid < b.rid
     """
     similarity = JaroWinkler.normalized_similarity
-    first_min, last_min = rules.first_name_similarity, rules.last_name_similarity
+    first_min, last_min, mean_min = rules.first_name_similarity, rules.last_name_similarity, rules.name_similarity
     for a, b, fa, fb, la, lb in db.execute(sql):
         last = similarity(la, lb)
         if last < last_min:
             continue
         first = similarity(fa, fb)
-        if first >= first_min:
+        if first >= first_min and (first + last) / 2 >= mean_min:
             yield a, b, (first + last) / 2
 
 
