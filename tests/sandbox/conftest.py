@@ -20,6 +20,11 @@ HEADERS = {
 
 
 @pytest.fixture
+def headers() -> dict[str, str]:
+    return dict(HEADERS)
+
+
+@pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     with run_sandbox(tmp_path / "sandbox") as running:
         yield running

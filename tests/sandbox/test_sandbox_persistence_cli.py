@@ -1,0 +1,114 @@
+"""The sandbox's data outlives the server, and `cogent sandbox ...` shows and serves it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from cogent_cli.cli import app
+from cogent_cli.sandbox import run_sandbox
+
+
+def _fill(data: Path, headers: dict[str, str], events) -> None:
+    with run_sandbox(data) as sandbox, httpx.Client(base_url=sandbox.base_url, headers=headers) as client:
+        client.post("/api/events", json=events("Placed Order", "o-1", value=10.5, value_currency="GBP"))
+        client.post("/api/events", json=events("Refunded Order", "o-1", profile={"email": "b@example.com"}))
+
+
+def test_data_and_dedupe_survive_a_restart(tmp_path: Path, headers: dict[str, str], events) -> None:
+    data = tmp_path / "data"
+    _fill(data, headers, events)
+
+    with run_sandbox(data) as sandbox, httpx.Client(base_url=sandbox.base_url, headers=headers) as client:
+        assert client.post("/api/events", json=events("Placed Order", "o-1")).status_code == 202
+        assert sandbox.db["events"].count == 2
+        assert len(client.get("/api/profiles").json()["data"]) == 2
+        assert [m["attributes"]["name"] for m in client.get("/api/metrics").json()["data"]] == [
+            "Placed Order",
+            "Refunded Order",
+        ]
+
+
+def test_data_file_is_private(tmp_path: Path, headers: dict[str, str], events) -> None:
+    _fill(tmp_path / "data", headers, events)
+
+    assert (tmp_path / "data" / "klaviyo.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_events_command_lists_newest_first_as_json(
+    tmp_path: Path, runner: CliRunner, headers: dict[str, str], events
+) -> None:
+    _fill(tmp_path / "data", headers, events)
+
+    result = runner.invoke(app, ["sandbox", "events", "--data", str(tmp_path / "data"), "--format", "json"])
+
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["metric"], r["email"], r["unique_id"]) for r in rows] == [
+        ("Refunded Order", "b@example.com", "o-1"),
+        ("Placed Order", "sarah@example.com", "o-1"),
+    ]
+    assert rows[1]["value"] == 10.5
+
+
+def test_events_command_filters_by_metric_in_a_table(
+    tmp_path: Path, runner: CliRunner, headers: dict[str, str], events, monkeypatch
+) -> None:
+    _fill(tmp_path / "data", headers, events)
+    monkeypatch.setenv("COLUMNS", "200")
+
+    result = runner.invoke(app, ["sandbox", "events", "--data", str(tmp_path / "data"), "--metric", "Placed Order"])
+
+    assert result.exit_code == 0, result.output
+    assert "sarah@example.com" in result.stdout
+    assert "Refunded Order" not in result.stdout
+
+
+def test_profiles_command_reads_cogent_sandbox_data(
+    tmp_path: Path, runner: CliRunner, headers: dict[str, str], events, monkeypatch
+) -> None:
+    _fill(tmp_path / "data", headers, events)
+    monkeypatch.setenv("COGENT_SANDBOX_DATA", str(tmp_path / "data"))
+
+    result = runner.invoke(app, ["sandbox", "profiles", "--search", "b@", "--format", "json"])
+
+    assert result.exit_code == 0, result.output
+    assert [(p["email"], p["events"]) for p in json.loads(result.stdout)] == [("b@example.com", 1)]
+
+
+def test_inspecting_a_folder_without_data_is_a_usage_error(tmp_path: Path, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["sandbox", "events", "--data", str(tmp_path / "empty")])
+
+    assert result.exit_code == 2
+    assert "No sandbox data in" in result.output
+    assert "cogent sandbox serve --data" in result.output
+
+
+def test_serve_refuses_a_bad_fault_spec(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["sandbox", "serve", "--faults", "5xx=2"])
+
+    assert result.exit_code == 2
+    assert "must be between 0 and 1" in result.output
+
+
+def test_serve_prints_the_base_url_line_and_answers_on_it(tmp_path: Path, headers: dict[str, str], events) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "cogent_cli", "sandbox", "serve", "--port", "0", "--data", str(tmp_path / "d")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as server:
+        try:
+            line = server.stdout.readline().strip() if server.stdout else ""
+            assert line.startswith('base_url = "http://127.0.0.1:')
+            base_url = line.split('"')[1]
+            response = httpx.post(f"{base_url}/api/events", json=events(), headers=headers)
+            assert response.status_code == 202
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=20)
+    assert server.returncode in (0, 130)
