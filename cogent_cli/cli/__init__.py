@@ -22,9 +22,9 @@ from cogent_cli.cli import (
     exceptions,
     inbox,
     ingest,
-    listen,
     merge,
     playbook,
+    pull,
     runs,
     sandbox,
     schedule,
@@ -104,6 +104,7 @@ workspace.register(app)
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(auth.app, name="auth")
+app.command("pull")(pull.pull)
 sync.register(app)
 app.add_typer(runs.app, name="runs")
 app.add_typer(exceptions.app, name="exceptions")
@@ -114,7 +115,6 @@ app.add_typer(playbook.app, name="playbook")
 app.add_typer(sandbox.app, name="sandbox")
 app.command("audit")(audit.audit)
 app.add_typer(merge.app, name="merge")
-app.command("listen")(listen.listen)
 
 
 def main() -> None:

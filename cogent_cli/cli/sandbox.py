@@ -14,6 +14,8 @@ from cogent_cli.cli.common import new_typer, print_json, stderr, stdout
 from cogent_cli.errors import UsageError
 from cogent_cli.sandbox import parse_faults, serve
 from cogent_cli.sandbox.inspection import list_events, list_profiles, open_data
+from cogent_cli.sandbox.seed import seed_sources
+from cogent_cli.sandbox.sources import SourceStandIns, sources_config
 
 app = new_typer("A local stand-in for Klaviyo to rehearse, test and benchmark against.")
 
@@ -66,10 +68,52 @@ def serve_command(
         err.print(f"Klaviyo sandbox listening on {base_url} (data in {data_dir}, rate limits x{rate_scale:g}).")
         if spec:
             err.print(f"Injecting faults: {spec}")
-        err.print("Put this under [klaviyo] in cogent.toml (any API key is accepted):")
+        err.print(
+            f"Peoplevox, Clarus, Swap and Marketplacer stand-ins under {base_url}/sources/ (`cogent sandbox seed`)."
+        )
+        err.print("Put this under \\[klaviyo] in cogent.toml (any API key is accepted):")
         typer.echo(f'base_url = "{base_url}"')
 
-    serve(data_dir, host, port, rate_scale, spec, access_log=access_log, on_ready=ready)
+    routes = SourceStandIns(data_dir).routes()
+    serve(data_dir, host, port, rate_scale, spec, access_log=access_log, extra_routes=routes, on_ready=ready)
+
+
+@app.command("seed")
+def seed_command(
+    orders: Annotated[int, typer.Option("--orders", min=1, help="How many marketplace orders to create.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed writes the same data set.")] = 1,
+    data: DataOption = None,
+    base_url: Annotated[
+        str, typer.Option("--base-url", help="Where `cogent sandbox serve` listens, for the printed config.")
+    ] = "http://127.0.0.1:8765",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest summary as JSON.")] = False,
+) -> None:
+    """Write a synthetic retailer for the source stand-ins, with planted messiness listed in a manifest.
+
+    Orders on Marketplacer, despatches in Peoplevox, Clarus and Scend (split shipments included),
+    returns in Swap, stock per site with quarantine and goods-in. Prints the cogent.toml sections
+    that point a workspace at the sandbox; the manifest is <data>/sources/manifest.json.
+
+    Example: cogent sandbox seed --orders 500 --seed 7 >> cogent.toml
+    """
+    result = seed_sources(_data_dir(data), orders=orders, seed=seed)
+    manifest = result.manifest
+    if as_json:
+        keys = ("seed", "orders", "counts", "planted_counts", "ship_methods")
+        print_json({"manifest": str(result.manifest_path), **{key: manifest[key] for key in keys}})
+        return
+    err = stderr()
+    err.print(f"Seeded {orders} orders (seed {seed}) in {result.data_dir}; manifest: {result.manifest_path}")
+    err.print("Planted: " + ", ".join(f"{kind} {count}" for kind, count in manifest["planted_counts"].items()))
+    err.print(
+        "Credentials for the stand-ins: "
+        + " ".join(f"{k}={v}" for k, v in manifest["credentials"]["environment"].items())
+    )
+    typer.echo(sources_config(base_url, result.drop_dir))
+    # The workspace template already has [mapping.ship_methods]: these lines go under it.
+    typer.echo("# Under [mapping.ship_methods] (the seed's unmapped methods are left out on purpose):")
+    for raw, canonical in manifest["ship_methods"]["mapping"].items():
+        typer.echo(f'# "{raw}" = "{canonical}"')
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> Table:

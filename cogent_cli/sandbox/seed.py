@@ -33,6 +33,7 @@ from cogent_cli.sandbox.sources import PVX_DATE, SANDBOX_CREDENTIALS, sources_co
 
 DEFAULT_START = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 PEOPLEVOX_ZONE = ZoneInfo("Europe/London")
+MANIFEST = "manifest.json"
 DESPATCH_COLUMNS = [
     "Salesorder number",
     "Requested delivery date",
@@ -297,6 +298,10 @@ class SeedResult:
     @property
     def drop_dir(self) -> Path:
         return Path(self.manifest["scend_drop_dir"])
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.data_dir / "sources" / MANIFEST
 
 
 class Retailer:
@@ -1011,7 +1016,7 @@ class Retailer:
         sources.mkdir(parents=True, exist_ok=True)
         for system in ("peoplevox", "clarus", "swap", "marketplacer"):
             (sources / f"{system}.json").write_text(json.dumps(getattr(self, system)), encoding="utf-8")
-        drop = data_dir / "scend" / "drop"
+        drop = (data_dir / "scend" / "drop").resolve()
         drop.mkdir(parents=True, exist_ok=True)
         for old in drop.glob("*_*.csv"):
             old.unlink()
@@ -1027,7 +1032,7 @@ class Retailer:
                 writer.writerow(columns)
                 writer.writerows(self.scend[kind])
         manifest = self.manifest(drop)
-        (sources / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        (sources / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         return SeedResult(data_dir, manifest)
 
     def manifest(self, drop: Path) -> dict[str, Any]:
