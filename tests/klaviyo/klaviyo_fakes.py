@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,6 +28,7 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.time += max(0.0, seconds)
+        await asyncio.sleep(0)  # let other tasks run, as a real sleep would
 
 
 Reply = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]

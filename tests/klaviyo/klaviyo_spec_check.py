@@ -134,7 +134,7 @@ def representative(value: Any) -> Any:
 
 # Filter expressions ---------------------------------------------------------------------------
 
-_TOKEN = re.compile(r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<punct>[(),\[\]])|(?P<bare>[^\s(),\[\]"]+))')
+_TOKEN = re.compile(r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<punct>[(),\[\]])|(?P<bare>[^\s(),\[\]"]+))', re.DOTALL)
 
 
 def parse_filter(text: str) -> list[tuple[str, str, Any]]:
@@ -183,7 +183,7 @@ def _parse_expression(tokens: list[tuple[str, str]], index: int, out: list[tuple
 def _parse_value(tokens: list[tuple[str, str]], index: int) -> tuple[Any, int]:
     kind, text = tokens[index]
     if kind == "string":
-        return ("string", json.loads(text)), index + 1
+        return ("string", re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.DOTALL)), index + 1
     if kind == "bare":
         return ("bare", text), index + 1
     if text == "[":
