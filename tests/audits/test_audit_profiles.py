@@ -177,7 +177,7 @@ def test_a_hand_edited_proposal_file_with_an_error_is_refused_clearly(tmp_path):
             }
         )
     )
-    with pytest.raises(UsageError, match="proposals.0.source_ids: List should have at least 1 item"):
+    with pytest.raises(UsageError, match=r"proposals\.0\.source_ids: List should have at least 1 item"):
         load_proposals(bad)
 
 
