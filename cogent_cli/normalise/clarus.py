@@ -5,7 +5,7 @@ Kinds (the inbox `kind` of each payload):
 | Kind | Payload | Events |
 |---|---|---|
 | `clarus_webhook` | an Automations webhook body (the full record; shape [ASSUMPTION], see clarus.md §4) | by record type, as below |
-| `clarus_goods_out` | a GraphQL `goods_outs` node, optionally with `lines`/`goods_out_lines` and `shipments` | `shipment.despatched` per shipment when dispatched, `order.cancelled`, `order.placed` (opt-in) |
+| `clarus_goods_out` | a GraphQL `goods_outs` node, optionally with `lines`/`goods_out_lines` and `shipments` | `shipment.despatched` per shipment when dispatched, `order.cancelled`, else `order.placed` (once) |
 | `clarus_shipment` | a GraphQL `shipments` node, optionally with `packages` and `goods_out { reference external_system_reference1 lines }` | `shipment.despatched` when its status is dispatched |
 | `clarus_goods_out_line` | a GraphQL `goods_out_lines` node | none; records the ordered quantity in the order ledger |
 | `clarus_stock_balance` | a GraphQL `stock_balances` node | `stock.level_changed` (per product x account x warehouse) when a bucket changed |
@@ -250,8 +250,8 @@ def _goods_out_events(ctx: NormaliseContext, goods_out: Node, native_event: str)
         )
         return
     if status != "despatched":
-        settings = _settings(ctx)
-        if settings.send_order_placed and lines:
+        # The warehouse has the order; whether Klaviyo hears of it is the sync's `send_order_placed`.
+        if lines:
             yield ctx.event(
                 "order.placed",
                 dedupe_key=f"order.placed|{reference}",

@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from cogent_cli.normalise.base import NormaliseError
+from cogent_cli.normalise.fields import EARLIEST_YEAR, LATEST_YEAR, parse_bool, parse_int
 
 _MONEY_NOISE = re.compile(r"[^\d.\-]")
 _CURRENCY_CODE = re.compile(r"\b([A-Z]{3})\b")
@@ -79,37 +80,19 @@ class Node:
 
     def opt_int(self, key: str) -> int | None:
         value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool):
-            raise self.error(key, "must be a whole number")
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
-            return int(value.strip())
-        if not isinstance(value, int):
-            raise self.error(key, "must be a whole number")
-        return value
+        return None if value is None else parse_int(self.field(key), value, minimum=None)
 
     def quantity(self, key: str, default: int | None = None) -> int:
-        value = self.opt_int(key)
+        value = self.data.get(key)
         if value is None:
             if default is None:
                 raise self.error(key, "is required")
             return default
-        if value < 0:
-            raise self.error(key, "must not be negative")
-        return value
+        return parse_int(self.field(key), value, minimum=0)
 
     def opt_bool(self, key: str) -> bool | None:
         value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.strip().lower() in ("true", "yes", "1")
-        raise self.error(key, "must be true or false")
+        return None if value is None else parse_bool(self.field(key), value)
 
     def opt_time(self, key: str) -> datetime | None:
         value = self.data.get(key)
@@ -217,10 +200,9 @@ def parse_time(value: str) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
+    if not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
         return None
+    return parsed.astimezone(UTC)
 
 
 def load_json(body: str | bytes) -> Node:
