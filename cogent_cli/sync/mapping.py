@@ -343,7 +343,7 @@ class Mapper:
         def summary(chosen: list[dict[str, Any]]) -> dict[str, Any]:
             items: dict[str, int] = {}
             for parcel in chosen:
-                for item in parcel["Items"]:
+                for item in parcel.get("Items", []):
                     items[item["SKU"]] = items.get(item["SKU"], 0) + item["Quantity"]
             return {
                 **common,

@@ -93,9 +93,9 @@ def test_run_killed_with_sigkill_at_random_points_resumes_and_delivers_every_eve
     workspace, started = runs
     rng = random.Random(5)
     kills = 0
-    for trial in range(24):
+    for trial in range(22):
         with workspace.store() as store:
-            add_events(store, batch(trial, 4))
+            add_events(store, batch(trial, 3))
             before = outbox_in_flight(store)
         pid = started.start()
         if trial % 2:
@@ -122,7 +122,7 @@ def test_run_killed_with_sigkill_at_random_points_resumes_and_delivers_every_eve
 def test_two_overlapping_runs_never_double_send(runs: Any, sandbox: Any) -> None:
     workspace, started = runs
     with workspace.store() as store:
-        add_events(store, batch(0, 30))
+        add_events(store, batch(0, 12))
     first = started.start()
     second = started.start()
     statuses = sorted([started.wait(first), started.wait(second)])
