@@ -158,6 +158,12 @@ class ClarusConnector:
                 json={"query": query, "variables": variables},
                 headers={"Authorization": f"Bearer {self.token()}"},
             )
+            if response.status_code == 403:
+                raise self.http.rejected(
+                    response,
+                    f"request for subdomain {self.settings.subdomain!r}",
+                    "Check subdomain under [sources.clarus] (your tenant's name) and the API user's permissions.",
+                )
             if response.status_code != 401:
                 return graphql_data(self.http, response)
             self._token = None

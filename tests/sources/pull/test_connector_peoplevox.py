@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from standins import Served, point_at, seeded, served  # noqa: F401
 
 from cogent_cli.connectors.base import RetryPolicy, SourceResponseError
 from cogent_cli.connectors.peoplevox import PeoplevoxConnector, parse_result, rows_of, search_clause
@@ -18,7 +17,7 @@ from cogent_cli.workspace import Workspace
 DESPATCHES = "Despatch summary"
 
 
-def despatch_rows(served: Served) -> int:
+def despatch_rows(served) -> int:
     return len(served.standins.data.peoplevox["reports"][DESPATCHES]["rows"])
 
 
@@ -27,8 +26,8 @@ def inbox_count(workspace: Workspace, kind: str) -> int:
         return store.db.execute("select count(*) from inbox where kind = ?", [kind]).fetchone()[0]
 
 
-def test_despatch_summary_is_read_page_by_page_until_total_count(workspace, served, monkeypatch):
-    ws = point_at(workspace, served, monkeypatch, {"peoplevox": {"items_per_page": 7}})
+def test_despatch_summary_is_read_page_by_page_until_total_count(point, served):
+    ws = point({"peoplevox": {"items_per_page": 7}})
     result = pull(ws, "peoplevox", streams=("despatches",), normalise=False)
     rows = despatch_rows(served)
     [stream] = result.streams
@@ -38,15 +37,15 @@ def test_despatch_summary_is_read_page_by_page_until_total_count(workspace, serv
     assert inbox_count(ws, "despatch_summary") == stream.stored == rows
 
 
-def test_one_session_serves_every_page_and_stream(workspace, served, monkeypatch):
-    ws = point_at(workspace, served, monkeypatch, {"peoplevox": {"items_per_page": 20}})
+def test_one_session_serves_every_page_and_stream(point, served):
+    ws = point({"peoplevox": {"items_per_page": 20}})
     connector = PeoplevoxConnector(ws.config)
     pull(ws, "peoplevox", connector=connector, normalise=False)
     assert connector.authentications == 1
 
 
-def test_expired_session_is_renewed_once_and_the_pull_carries_on(workspace, served, monkeypatch):
-    ws = point_at(workspace, served, monkeypatch, {"peoplevox": {"items_per_page": 10}})
+def test_expired_session_is_renewed_once_and_the_pull_carries_on(point, served):
+    ws = point({"peoplevox": {"items_per_page": 10}})
     connector = PeoplevoxConnector(ws.config)
 
     def expire_after_first_page(stream: str, totals: StreamResult) -> None:
@@ -58,8 +57,8 @@ def test_expired_session_is_renewed_once_and_the_pull_carries_on(workspace, serv
     assert result.streams[0].records == despatch_rows(served)
 
 
-def test_session_idle_past_the_limit_is_renewed_before_the_call(workspace, served, monkeypatch):
-    ws = point_at(workspace, served, monkeypatch)
+def test_session_idle_past_the_limit_is_renewed_before_the_call(point, served):
+    ws = point()
     now = [0.0]
     connector = PeoplevoxConnector(ws.config, clock=lambda: now[0])
     connector.report_page(DESPATCHES, 1)
@@ -68,8 +67,8 @@ def test_session_idle_past_the_limit_is_renewed_before_the_call(workspace, serve
     assert connector.authentications == 2
 
 
-def test_a_session_rejected_twice_is_a_credential_error(workspace, served, monkeypatch):
-    ws = point_at(workspace, served, monkeypatch)
+def test_a_session_rejected_twice_is_a_credential_error(point, served, monkeypatch):
+    ws = point()
     connector = PeoplevoxConnector(ws.config)
     monkeypatch.setattr(connector, "authenticate", lambda: ("acme-sandbox", "not-a-session"))
     connector._session = ("acme-sandbox", "stale")
@@ -77,8 +76,8 @@ def test_a_session_rejected_twice_is_a_credential_error(workspace, served, monke
         connector.report_page(DESPATCHES, 1)
 
 
-def test_wrong_password_names_the_fix_and_never_the_password(workspace, served, monkeypatch):
-    ws = point_at(workspace, served, monkeypatch)
+def test_wrong_password_names_the_fix_and_never_the_password(point, served, monkeypatch):
+    ws = point()
     monkeypatch.setenv("COGENT_PEOPLEVOX_PASSWORD", "wrong-password-123")
     with pytest.raises(CredentialError) as caught:
         pull(ws, "peoplevox", streams=("despatches",))
@@ -87,8 +86,8 @@ def test_wrong_password_names_the_fix_and_never_the_password(workspace, served, 
     assert caught.value.exit_status == 6
 
 
-def test_incremental_pull_asks_only_for_rows_since_the_last_pass(workspace, served, monkeypatch):
-    ws = point_at(workspace, served, monkeypatch, {"peoplevox": {"items_per_page": 50}})
+def test_incremental_pull_asks_only_for_rows_since_the_last_pass(point, served):
+    ws = point({"peoplevox": {"items_per_page": 50}})
     pull(ws, "peoplevox", streams=("despatches",), normalise=False)
     template = dict(served.standins.data.peoplevox["reports"][DESPATCHES]["rows"][0])
     local_now = datetime.now(UTC).astimezone(ZoneInfo("Europe/London"))
@@ -99,16 +98,16 @@ def test_incremental_pull_asks_only_for_rows_since_the_last_pass(workspace, serv
     assert second.streams[0].stored == 1
 
 
-def test_since_rereads_history_and_finds_only_duplicates(workspace, served, monkeypatch):
-    ws = point_at(workspace, served, monkeypatch, {"peoplevox": {"items_per_page": 50}})
+def test_since_rereads_history_and_finds_only_duplicates(point, served):
+    ws = point({"peoplevox": {"items_per_page": 50}})
     first = pull(ws, "peoplevox", streams=("returns",), normalise=False)
     again = pull(ws, "peoplevox", streams=("returns",), since=datetime(2020, 1, 1, tzinfo=UTC), normalise=False)
     assert again.streams[0].records == first.streams[0].records > 0
     assert again.streams[0].stored == 0
 
 
-def test_configured_delay_separates_pages(workspace, served, monkeypatch):
-    ws = point_at(workspace, served, monkeypatch, {"peoplevox": {"items_per_page": 25}})
+def test_configured_delay_separates_pages(point, served):
+    ws = point({"peoplevox": {"items_per_page": 25}})
     slept: list[float] = []
     connector = PeoplevoxConnector(ws.config, sleep=slept.append)
     pages = list(connector.pages("despatches", None, None))
@@ -144,10 +143,10 @@ def test_a_response_that_is_not_xml_is_a_clear_error():
         parse_result(b"<html>Service Unavailable", "GetReportData")
 
 
-def test_server_errors_end_as_remote_unavailable_after_bounded_retries(workspace, served, monkeypatch):
+def test_server_errors_end_as_remote_unavailable_after_bounded_retries(point, served):
     from cogent_cli.errors import RemoteUnavailableError
 
-    ws = point_at(workspace, served, monkeypatch)
+    ws = point()
     served.standins.fail("peoplevox", 503, times=10)
     connector = PeoplevoxConnector(ws.config, retry=RetryPolicy(attempts=3, sleep=lambda _: None))
     with pytest.raises(RemoteUnavailableError, match="3 attempts"):
