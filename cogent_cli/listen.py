@@ -399,6 +399,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Open the state file and import the normalisers now, not while a vendor waits for an answer.
+        await worker.run(lambda store: load_normalisers())
         yield
         await worker.close()
 

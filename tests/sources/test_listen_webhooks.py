@@ -7,13 +7,16 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
+import uvicorn
 from marketplace_returns_support import json_block, with_sources
 from starlette.testclient import TestClient
 
@@ -348,3 +351,24 @@ def test_listen_refuses_to_start_without_any_secret(runner: Any, workspace: Work
     result = runner.invoke(app, ["--workspace", str(workspace.root), "listen"])
     assert result.exit_code == 2
     assert "No source has a webhook secret" in result.output
+
+
+def test_listener_serves_real_http_through_uvicorn(workspace: Workspace, config: Config, invoice_body: bytes) -> None:
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config, workspace.store, SECRETS), host="127.0.0.1", port=0, log_config=None)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}/webhooks/marketplacer"
+        ok = httpx.post(url, content=invoice_body, headers=marketplacer_headers(invoice_body), timeout=30)
+        forged = httpx.post(url, content=invoice_body, headers={"Marketplacer-Hmac-256": "AAAA"}, timeout=30)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert (ok.status_code, forged.status_code) == (200, 401)
+    assert ok.json()["status"] == "normalised"
+    assert len(Inbox(workspace.store()).list()) == 1
