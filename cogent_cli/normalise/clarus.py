@@ -416,7 +416,11 @@ def _record_type(node: Node) -> str:
     raise NormaliseError("type", node.raw("type"), "not a Clarus goods out, shipment, stock balance or stock record")
 
 
-@register(SYSTEM, "clarus_webhook", matches=lambda r: "goods_out_status" in r or r.get("type") == "goods_outs")
+@register(
+    SYSTEM,
+    "clarus_webhook",
+    matches=lambda r: r.get("type") in ("goods_outs", "shipments", "stocks", "stock_balances"),
+)
 def clarus_webhook(record: Record, ctx: NormaliseContext) -> Iterator[NormalisedEvent]:
     """A Clarus Automations webhook body (the full record that triggered it)."""
     node = Node(record)

@@ -17,12 +17,15 @@ import httpx
 import jwt
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from marketplace_returns_support import json_block, with_sources
 from starlette.testclient import TestClient
 
 from cogent_cli.config import Config
 from cogent_cli.inbox import Inbox
 from cogent_cli.listen import create_app, describe_endpoints, resolve_secrets
+from cogent_cli.webhooks import WebhookAuthError, verify_swap
 from cogent_cli.workspace import Workspace
 
 MARKETPLACER_SECRET = "mp-hmac-key-0123456789abcdef0123456789"
@@ -372,3 +375,21 @@ def test_listener_serves_real_http_through_uvicorn(workspace: Workspace, config:
     assert (ok.status_code, forged.status_code) == (200, 401)
     assert ok.json()["status"] == "normalised"
     assert len(Inbox(workspace.store()).list()) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda token, ret: json.dumps({"jwt": token, "return": ret}).encode(),
+            st.one_of(st.text(max_size=80), st.just("a.b.c"), st.just("eyJhbGciOiJIUzI1NiJ9.e30.x")),
+            st.dictionaries(st.sampled_from(["return_id", "id", "date_updated"]), st.text(max_size=5), max_size=3),
+        ),
+    )
+)
+def test_no_body_crashes_the_swap_verifier(body: bytes) -> None:
+    try:
+        verify_swap(body, SWAP_SECRET, store_id="store_123abc")
+    except WebhookAuthError as exc:
+        assert exc.reason
