@@ -141,8 +141,9 @@ class Mirror:
             if rows:
                 db[table].upsert_all(rows, pk="id")
             db["mirror_cursors"].upsert({"stream": stream, **cursor, "updated_at": self.stamp}, pk="stream")
-        self.summary.add(stream.split(":")[0], len(rows))
-        self.progress(stream, len(rows))
+        kind = stream.split(":")[0]
+        self.summary.add(kind, len(rows))
+        self.progress(kind, len(rows))
 
     async def metrics(self, client: Any) -> list[Metric]:
         metrics = [metric async for metric in client.get_metrics()]

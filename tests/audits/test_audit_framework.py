@@ -294,3 +294,32 @@ def test_audits_needing_klaviyo_say_to_pull_first(workspace, store):
         "This audit compares with Klaviyo, but the Klaviyo mirror is empty. Run `cogent pull klaviyo` first "
         "(it copies profiles, catalog variants and events into the state file)."
     )
+
+
+def documented(language: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "audits.md").read_text()
+    return text.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_custom_audits_run(workspace, store, plant):
+    write(workspace.root / "audits", "big_refunds.sql", documented("sql"))
+    write(workspace.root / "audits", "unsent_returns.py", documented("python"))
+    plant.fact(
+        "refund.processed",
+        {"refund_id": "R9", "total": {"amount": "650.00", "currency": "GBP"}, "lines": []},
+        order="1009",
+        email="big@example.org",
+    )
+    plant.fact("return.lodged", {"return_id": "RET9", "status": "open", "lines": []}, order="1010")
+    runner = AuditRunner(store, workspace.config, load_registry(workspace.root))
+    refunds, returns = runner.run(["big-refunds", "unsent-returns"])
+    assert [(f.order_number, f.owner, f.title, f.evidence) for f in refunds.findings] == [
+        ("1009", "finance", "Refund R9 of 650.00", {"amount": "650.00"})
+    ]
+    assert [(f.key, f.order_number, f.owner) for f in returns.findings] == [("RET9", "1010", "cx")]
+
+
+def test_a_disabled_audit_is_skipped_by_all_but_runs_by_name(workspace, store):
+    config = configured(workspace, audits={"metric-collisions": {"enabled": False}})
+    runner = AuditRunner(store, config, load_registry(workspace.root))
+    assert "metric-collisions" not in runner.enabled() and "refunds" in runner.enabled()
