@@ -165,6 +165,7 @@ class Shipments:
         customer: CustomerRef | Mapping[str, Any] | None = None,
         order_ref: OrderRef | Mapping[str, Any] | None = None,
         confidence: Literal["documented", "inferred", "assumed"] | None = None,
+        sequence: int | None = None,
     ) -> NormalisedEvent | None:
         """The event announcing this shipment, or None when this picture of it was announced already.
 
@@ -236,6 +237,7 @@ class Shipments:
             customer=customer,
             order_ref=order_ref,
             confidence=confidence,
+            sequence=sequence,
         )
         body = {
             "parcels": [p.model_dump(mode="json", exclude_none=True) for p in parcel_list],

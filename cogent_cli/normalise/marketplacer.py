@@ -385,6 +385,7 @@ def _shipment_event(
         customer=_customer(invoice),
         order_ref=order_ref,
         confidence="documented",
+        sequence=origin.sequence,
     )
 
 
@@ -593,6 +594,7 @@ def _variant_event(ctx: NormaliseContext, variant: Node, origin: _Origin) -> Nor
         native_ids={**origin.ids, "variant_id": variant.opt_text("id")},
         confidence="documented",
         infinite=infinite,
+        sequence=origin.sequence,
     )
 
 

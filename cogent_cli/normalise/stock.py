@@ -117,6 +117,7 @@ class StockBook:
         native_ids: Mapping[str, Any] | None = None,
         confidence: str | None = None,
         infinite: bool | None = None,
+        sequence: int | None = None,
     ) -> NormalisedEvent | None:
         """The change event for this snapshot, or None when nothing changed or it is stale."""
         ctx = self.ctx
@@ -155,6 +156,7 @@ class StockBook:
             native_event=native_event,
             native_ids=native_ids,
             confidence=confidence,  # type: ignore[arg-type]
+            sequence=sequence,
         )
         ctx.conn.execute(
             "INSERT INTO stock_levels (system, sku, site, as_of, available, body) VALUES (?, ?, ?, ?, ?, ?)"

@@ -103,6 +103,7 @@ def test_documented_invoice_body_gives_the_order_and_its_first_shipment(
     assert (line.line_id, line.sku, line.quantity) == (LINE_ID, "SKU-1", 2)
 
     assert despatched.event_type == "shipment.despatched"
+    assert despatched.source.sequence == 2552
     assert despatched.occurred_at == datetime(2024, 3, 27, 0, 8, 29, tzinfo=UTC)
     data = despatched.data
     assert data.tracking_granularity == "shipment"
