@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from cogent_cli.audits import AuditResult, AuditRunner, load_registry, reached
@@ -88,14 +89,18 @@ def audit(
             f"Wrote {count} merge proposal(s) to {export_merges_to}; review them, then `cogent merge apply {export_merges_to}`."
         )
     label = workspace.config.workspace.name
-    if fmt == "table":
-        _table(results)
+    if fmt == "table" and output is None:
+        _table(results, stdout())
+    elif fmt == "table":
+        with output.open("w", encoding="utf-8") as handle:
+            _table(results, Console(file=handle, width=160, highlight=False))
     else:
         document = render(results, fmt, label)  # type: ignore[arg-type]
         if output is None:
             typer.echo(document, nl=False)
-    if output is not None and fmt != "table":
-        output.write_text(document, encoding="utf-8")
+        else:
+            output.write_text(document, encoding="utf-8")
+    if output is not None:
         err.print(f"Wrote {output}")
     broken = registry.failures or any(not r.ok for r in results)
     for result in results:
@@ -123,8 +128,7 @@ def _list(registry) -> None:
         raise typer.Exit(int(ExitStatus.ERROR))
 
 
-def _table(results: list[AuditResult]) -> None:
-    console = stdout()
+def _table(results: list[AuditResult], console: Console) -> None:
     totals = summary(results)
     table = Table(title=f"Findings: {totals['new']} new, {totals['persisting']} persisting, {totals['fixed']} fixed")
     table.add_column("owner")

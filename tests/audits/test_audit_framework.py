@@ -323,3 +323,11 @@ def test_a_disabled_audit_is_skipped_by_all_but_runs_by_name(workspace, store):
     config = configured(workspace, audits={"metric-collisions": {"enabled": False}})
     runner = AuditRunner(store, config, load_registry(workspace.root))
     assert "metric-collisions" not in runner.enabled() and "refunds" in runner.enabled()
+
+
+def test_table_can_be_written_to_a_file(audited, runner, tmp_path):
+    target = tmp_path / "audit.txt"
+    result = runner.invoke(app, ["-w", str(audited.root), "audit", "orders", "-o", str(target), "--fail-on", "info"])
+    assert result.exit_code == ExitStatus.FINDINGS and result.stdout == ""
+    text = target.read_text()
+    assert "Order 1001" in text and "Order 1002" in text and f"Wrote {target}" in result.stderr.replace("\n", "")
