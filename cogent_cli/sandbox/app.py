@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ def _path_pattern(path: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "/?$")
 
 
+@lru_cache(maxsize=8192)
 def _route(method: str, path: str) -> tuple[Operation, dict[str, str]]:
     trimmed = path.rstrip("/") or path
     operation = match_operation(method, trimmed)
@@ -131,6 +132,7 @@ class KlaviyoApi:
         try:
             _check_headers(request)
             operation, path_params = _route(request.method, request.url.path)
+            path_params = dict(path_params)
             verdict = self.state.limiter.hit(operation.operation_id, operation.rate_limit)
             if not verdict.allowed:
                 stats["throttled"] += 1

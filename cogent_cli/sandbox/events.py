@@ -24,7 +24,7 @@ def create_event(call: Call) -> Response:
         "/data/attributes/profile/data",
         meta=attributes["profile"]["data"].get("attributes", {}).get("meta"),
     )
-    call.store.record_event(profile["id"], attributes, moment)
+    call.store.record_events([(profile["id"], attributes, moment)])
     return Response(status_code=202)
 
 
@@ -63,8 +63,7 @@ def bulk_create_events(call: Call) -> Response:
             profile_data, f"{base}/{i}/attributes/profile/data", meta=profile_data.get("meta")
         )
         profiles[i] = profile["id"]
-    for i, attributes, moment in checked:
-        call.store.record_event(profiles[i], attributes, moment)
+    call.store.record_events([(profiles[i], attributes, moment) for i, attributes, moment in checked])
     return Response(status_code=202)
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
-import secrets
 import sqlite3
 import string
 import time
@@ -30,6 +30,7 @@ from cogent_cli.sandbox.schema import migrations
 DB_FILE = "klaviyo.db"
 IDENTIFIERS = ("email", "phone_number", "external_id")
 PLAIN_FIELDS = ("anonymous_id", "first_name", "last_name", "organization", "locale", "title", "image")
+PROFILE_COLUMNS = ("id", *IDENTIFIERS, *PLAIN_FIELDS, "location", "properties", "created", "updated", "last_event_date")
 MAX_UNIQUE_ID = 255
 MAX_EVENT_PROPERTIES = 400
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
@@ -37,14 +38,18 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ALNUM = string.ascii_letters + string.digits
 
 
+# Ids need to be unique, not secret; a seeded-from-urandom generator keeps bulk requests fast.
+_ids = random.Random(os.urandom(16))
+
+
 def new_profile_id() -> str:
     """A ULID, the shape of Klaviyo's profile ids (01H...)."""
-    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
+    value = (int(time.time() * 1000) << 80) | _ids.getrandbits(80)
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
 def new_short_id(length: int = 6) -> str:
-    return "".join(secrets.choice(_ALNUM) for _ in range(length))
+    return "".join(_ids.choices(_ALNUM, k=length))
 
 
 def duplicate_profile(existing_id: str, pointer: str = "/data/attributes") -> ApiError:
@@ -133,8 +138,20 @@ class SandboxStore:
         conn.execute("COMMIT")
 
     def one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
-        rows = list(self.db.query(sql, params))
-        return rows[0] if rows else None
+        cursor = self.db.conn.execute(sql, params)
+        row = cursor.fetchone()
+        return dict(zip([column[0] for column in cursor.description], row, strict=True)) if row else None
+
+    def write(self, table: str, row: Mapping[str, Any]) -> None:
+        """Insert one row (plain SQL: this is the hot path of bulk requests)."""
+        columns = ", ".join(row)
+        self.db.conn.execute(
+            f"insert into {table} ({columns}) values ({', '.join('?' * len(row))})", list(row.values())
+        )
+
+    def change(self, table: str, key: str, changes: Mapping[str, Any]) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        self.db.conn.execute(f"update {table} set {assignments} where id = ?", [*changes.values(), key])
 
     # Profiles
 
@@ -143,13 +160,19 @@ class SandboxStore:
 
     def holders(self, identifiers: Mapping[str, str | None]) -> dict[str, str]:
         """Identifier name -> id of the profile holding that value, for the values given."""
+        given = {name: identifiers[name] for name in IDENTIFIERS if identifiers.get(name) is not None}
+        if not given:
+            return {}
+        where = " or ".join(f"{name} = ?" for name in given)
+        rows = self.db.conn.execute(
+            f"select id, email, phone_number, external_id from profiles where {where}", list(given.values())
+        ).fetchall()
         found = {}
-        for name in IDENTIFIERS:
-            value = identifiers.get(name)
-            if value is not None:
-                row = self.one(f"select id from profiles where {name} = ?", [value])
-                if row:
-                    found[name] = row["id"]
+        for name, value in given.items():
+            index = IDENTIFIERS.index(name) + 1
+            for row in rows:
+                if row[index] == value:
+                    found[name] = row[0]
         return found
 
     def identifiers_of(self, attributes: Mapping[str, Any], pointer: str) -> dict[str, str | None]:
@@ -169,9 +192,11 @@ class SandboxStore:
         if holders:
             raise duplicate_profile(next(iter(holders.values())), pointer)
         stamp = iso(now())
-        profile_id = new_profile_id()
-        self.db["profiles"].insert({"id": profile_id, "created": stamp, "updated": stamp})
-        return self.update_profile(profile_id, attributes, pointer, meta)
+        blank = {column: None for column in PROFILE_COLUMNS}
+        row = {**blank, "id": new_profile_id(), "created": stamp, "updated": stamp}
+        row.update(self._profile_changes(row, attributes, meta, identifiers))
+        self.write("profiles", row)
+        return row
 
     def update_profile(
         self,
@@ -181,6 +206,8 @@ class SandboxStore:
         meta: Mapping[str, Any] | None = None,
         *,
         conflicts: str = "error",
+        identifiers: dict[str, str | None] | None = None,
+        holders: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Apply attributes (null clears, absent keeps) and `meta.patch_properties`.
 
@@ -190,21 +217,35 @@ class SandboxStore:
         current = self.profile(profile_id)
         if current is None:
             raise ApiError.one(404, f"A profile with id '{profile_id}' does not exist.", pointer=pointer)
-        changes: dict[str, Any] = {}
-        identifiers = self.identifiers_of(attributes, pointer)
-        for name, holder in self.holders(identifiers).items():
+        identifiers = dict(self.identifiers_of(attributes, pointer) if identifiers is None else identifiers)
+        for name, holder in (self.holders(identifiers) if holders is None else holders).items():
             if holder != profile_id:
                 if conflicts == "error":
                     raise duplicate_profile(holder, pointer)
                 identifiers.pop(name)
-        changes.update(identifiers)
+        changes = self._profile_changes(current, attributes, meta, identifiers)
+        if not changes:
+            return current
+        changes["updated"] = iso(now())
+        self.change("profiles", profile_id, changes)
+        return {**current, **changes}
+
+    @staticmethod
+    def _profile_changes(
+        current: Mapping[str, Any],
+        attributes: Mapping[str, Any],
+        meta: Mapping[str, Any] | None,
+        identifiers: Mapping[str, str | None],
+    ) -> dict[str, Any]:
+        """Column values that differ from `current` once the attributes and property patches apply."""
+        changes: dict[str, Any] = dict(identifiers)
         for name in PLAIN_FIELDS:
             if name in attributes:
                 changes[name] = attributes[name]
         if "location" in attributes:
             location = _loads(current["location"], {})
             location.update(attributes["location"] or {})
-            changes["location"] = json.dumps({k: v for k, v in location.items() if v is not None})
+            changes["location"] = json.dumps({k: v for k, v in location.items() if v is not None}) if location else None
         properties = _loads(current["properties"], {})
         if "properties" in attributes:
             for key, value in (attributes["properties"] or {}).items():
@@ -226,10 +267,7 @@ class SandboxStore:
             properties.pop(key, None)
         if "properties" in attributes or patch:
             changes["properties"] = json.dumps(properties) if properties else None
-        if changes:
-            changes["updated"] = iso(now())
-            self.db["profiles"].update(profile_id, changes)
-        return self.profile(profile_id) or current
+        return {column: value for column, value in changes.items() if current[column] != value}
 
     def resolve_profile(
         self, data: Mapping[str, Any], pointer: str, *, meta: Mapping[str, Any] | None = None
@@ -244,10 +282,13 @@ class SandboxStore:
             if self.profile(data["id"]) is None:
                 raise invalid(f"A profile with id '{data['id']}' does not exist.", pointer=f"{pointer}/id")
             return self.update_profile(data["id"], attributes, attr_pointer, meta, conflicts="skip"), False
-        holders = self.holders(self.identifiers_of(attributes, attr_pointer))
+        identifiers = self.identifiers_of(attributes, attr_pointer)
+        holders = self.holders(identifiers)
         if holders:
             chosen = next(iter(holders.values()))
-            return self.update_profile(chosen, attributes, attr_pointer, meta, conflicts="skip"), False
+            return self.update_profile(
+                chosen, attributes, attr_pointer, meta, conflicts="skip", identifiers=identifiers, holders=holders
+            ), False
         return self.create_profile(attributes, attr_pointer, meta), True
 
     def upsert_profile(self, data: Mapping[str, Any], pointer: str = "/data") -> tuple[dict[str, Any], bool]:
@@ -317,7 +358,7 @@ class SandboxStore:
             return row
         stamp = iso(now())
         row = {"id": new_short_id(), "name": name, "created": stamp, "updated": stamp}
-        self.db["metrics"].insert(row)
+        self.write("metrics", row)
         return row
 
     def check_event(self, attributes: Mapping[str, Any], pointer: str) -> datetime:
@@ -341,40 +382,49 @@ class SandboxStore:
             )
         return moment
 
-    def record_event(self, profile_id: str, attributes: Mapping[str, Any], moment: datetime) -> bool:
-        """Store one event unless (profile, metric, unique_id) is already there. -> whether it was stored."""
-        metric = self.metric_for(attributes["metric"]["data"]["attributes"]["name"])
-        unique_id = attributes.get("unique_id")
-        stamp = iso(moment)
-        # Without a unique_id Klaviyo deduplicates on the time to the second.
-        dedupe_key = unique_id if unique_id is not None else f"time:{stamp}"
-        cursor = self.db.execute(
-            "insert or ignore into events (id, uuid, metric_id, metric_name, profile_id, unique_id, dedupe_key,"
-            " time, timestamp, value, value_currency, properties, backfill, received_at)"
-            " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                new_short_id(12),
-                str(uuid.uuid1()),
-                metric["id"],
-                metric["name"],
-                profile_id,
-                unique_id,
-                dedupe_key,
-                stamp,
-                int(moment.timestamp()),
-                attributes.get("value"),
-                attributes.get("value_currency"),
-                json.dumps(attributes.get("properties") or {}, ensure_ascii=False),
-                int(bool(attributes.get("backfill"))),
-                iso(now()),
-            ],
-        )
-        if cursor.rowcount:
-            self.db.execute(
-                "update profiles set last_event_date = ? where id = ? and (last_event_date is null or last_event_date < ?)",
-                [stamp, profile_id, stamp],
+    def record_events(self, events: list[tuple[str, Mapping[str, Any], datetime]]) -> int:
+        """Store (profile id, event attributes, time) triples, each unless (profile, metric, unique_id) is
+        already there. -> how many were stored (the rest were duplicates, dropped silently)."""
+        metrics: dict[str, dict[str, Any]] = {}
+        received = iso(now())
+        latest: dict[str, str] = {}
+        stored = 0
+        for profile_id, attributes, moment in events:
+            name = attributes["metric"]["data"]["attributes"]["name"]
+            metric = metrics.get(name) or metrics.setdefault(name, self.metric_for(name))
+            unique_id = attributes.get("unique_id")
+            stamp = iso(moment)
+            # Without a unique_id Klaviyo deduplicates on the time to the second.
+            dedupe_key = unique_id if unique_id is not None else f"time:{stamp}"
+            cursor = self.db.conn.execute(
+                "insert or ignore into events (id, uuid, metric_id, metric_name, profile_id, unique_id, dedupe_key,"
+                " time, timestamp, value, value_currency, properties, backfill, received_at)"
+                " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    new_short_id(12),
+                    str(uuid.UUID(int=_ids.getrandbits(128), version=4)),
+                    metric["id"],
+                    metric["name"],
+                    profile_id,
+                    unique_id,
+                    dedupe_key,
+                    stamp,
+                    int(moment.timestamp()),
+                    attributes.get("value"),
+                    attributes.get("value_currency"),
+                    json.dumps(attributes.get("properties") or {}, ensure_ascii=False),
+                    int(bool(attributes.get("backfill"))),
+                    received,
+                ],
             )
-        return bool(cursor.rowcount)
+            if cursor.rowcount:
+                stored += 1
+                latest[profile_id] = max(stamp, latest.get(profile_id, stamp))
+        self.db.conn.executemany(
+            "update profiles set last_event_date = ? where id = ? and (last_event_date is null or last_event_date < ?)",
+            [(stamp, profile_id, stamp) for profile_id, stamp in latest.items()],
+        )
+        return stored
 
     def dedupe_scope(self, profile_data: Mapping[str, Any]) -> str:
         """Which profile a not-yet-written event belongs to, for spotting repeats inside one bulk request."""
