@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from cogent_cli import __version__
 from cogent_cli.cli import app
 from cogent_cli.cli.reference import REGENERATE, command_tree, render
+from cogent_cli.config import SOURCE_SYSTEMS, Config
+from cogent_cli.errors import ExitStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,3 +85,22 @@ def test_readme_test_command_is_exactly_what_ci_runs():
     assert test_command[0] == "python3 -m venv .venv" and "python3 -m venv .venv" in ci_lines
     assert shlex.split(test_command[-1]) == shlex.split(ci_lines[-1])
     assert f"pip install -q {test_command[2].removeprefix('pip install ')}" in ci_lines
+
+
+def test_readme_documents_every_exit_status():
+    readme = (ROOT / "README.md").read_text()
+
+    for status in ExitStatus:
+        assert f"| {status.value} | `{status.name}` |" in readme, status
+
+
+def test_configuration_doc_has_a_section_for_every_part_of_cogent_toml():
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    headings = {line.split("`")[1] for line in doc.splitlines() if line.startswith("### `")}
+    # Sections holding one table per source, alert target or audit are documented as a pattern.
+    patterns = {"sources": "[sources.<system>]", "alerts": "[alerts.<name>]", "audits": "[audits.<name>]"}
+    expected = {patterns.get(name, f"[{name}]") for name in Config.model_fields}
+
+    assert expected - headings == set(), "document these sections in docs/configuration.md"
+    for system in SOURCE_SYSTEMS:
+        assert f"[sources.{system}]" in doc
