@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -90,6 +90,8 @@ def operation(operation_id: str) -> Operation:
     return operations()[operation_id]
 
 
+# Every request the sandbox serves is routed through here; concrete paths repeat a lot.
+@lru_cache(maxsize=4096)
 def match_operation(method: str, path: str) -> Operation | None:
     """The operation a concrete request path belongs to, preferring literal over templated paths."""
     candidates = [op for op in operations().values() if op.method == method.upper() and op.pattern.match(path)]

@@ -1,0 +1,174 @@
+"""Klaviyo client throughput: N events through the client, single create-event calls vs bulk jobs.
+
+    python bench/klaviyo_throughput.py                      # 100,000 events, sandbox at --rate-scale 10
+    python bench/klaviyo_throughput.py --events 20000 --server mock
+
+For each mode it prints events/minute achieved, the ceiling Klaviyo's limits allow (steady window x
+events per request, scaled), their ratio, and the 429s received.
+
+`--server sandbox` (default) sends over loopback HTTP to `cogent sandbox` in-process; the sandbox
+stores every event in SQLite, so on a small machine it, not the rate limit, is usually the bottleneck.
+`--server mock` answers from an in-process transport that only enforces Klaviyo's fixed windows
+(answering 429 with Retry-After like Klaviyo), which measures how close the client's own pacing
+gets to the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from cogent_cli.klaviyo.client import MAX_EVENTS_PER_REQUEST, KlaviyoClient
+from cogent_cli.klaviyo.models import EventIn
+from cogent_cli.klaviyo.spec import match_operation, operation
+from cogent_cli.sandbox.ratelimit import RateLimiter as ServerWindows
+from cogent_cli.sandbox.server import run_sandbox
+
+API_KEY = "pk_bench_0000000000000000000000000000"
+
+
+@dataclass
+class Result:
+    mode: str
+    events: int
+    seconds: float
+    requests: int
+    throttled: int
+    sustained_ceiling: float  # events/minute the steady window allows
+    run_ceiling: float  # events/minute if this run's requests went out as fast as both windows allow
+
+    @property
+    def per_minute(self) -> float:
+        return self.events / self.seconds * 60
+
+
+def make_events(count: int) -> list[EventIn]:
+    start = datetime(2026, 7, 1, tzinfo=UTC)
+    return [
+        EventIn(
+            metric="Fulfilled Order",
+            email=f"customer{i % 5000}@shop.example",
+            unique_id=f"bench-{i:07d}",
+            time=start + timedelta(seconds=i),
+            value=49.5,
+            value_currency="GBP",
+            properties={"OrderId": f"SO-{i:07d}", "Carrier": "DPD"},
+        )
+        for i in range(count)
+    ]
+
+
+def limit_bound_seconds(requests: int, burst: int, steady: int) -> float:
+    """Least time the fixed windows need for `requests`: full steady minutes, then one-second bursts."""
+    full_minutes, rest = divmod(requests - 1, steady)
+    return full_minutes * 60 + math.ceil((rest + 1) / burst)
+
+
+def mock_transport(rate_scale: float) -> httpx.MockTransport:
+    windows = ServerWindows(rate_scale=rate_scale)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        op = match_operation(request.method, request.url.path)
+        assert op is not None
+        verdict = windows.hit(op.operation_id, op.rate_limit)
+        if not verdict.allowed:
+            return httpx.Response(429, headers={"Retry-After": str(verdict.retry_after)}, json={"errors": []})
+        return httpx.Response(
+            202,
+            headers={
+                "RateLimit-Limit": str(verdict.limit),
+                "RateLimit-Remaining": str(verdict.remaining),
+                "RateLimit-Reset": str(verdict.reset),
+            },
+        )
+
+    return httpx.MockTransport(answer)
+
+
+@contextmanager
+def server(kind: str, rate_scale: float) -> Iterator[tuple[str, httpx.AsyncBaseTransport | None]]:
+    if kind == "mock":
+        yield "https://a.klaviyo.com", mock_transport(rate_scale)
+        return
+    with tempfile.TemporaryDirectory() as data, run_sandbox(data, rate_scale=rate_scale) as sandbox:
+        yield sandbox.base_url, None
+
+
+async def run_mode(mode: str, events: list[EventIn], args: argparse.Namespace) -> Result:
+    operation_id = "create_event" if mode == "single" else "bulk_create_events"
+    limit = operation(operation_id).rate_limit
+    burst, steady = math.floor(limit.burst * args.rate_scale), math.floor(limit.steady * args.rate_scale)
+    per_request = 1 if mode == "single" else args.batch_size
+    with server(args.server, args.rate_scale) as (base_url, transport):
+        async with KlaviyoClient(
+            API_KEY,
+            base_url=base_url,
+            transport=transport,
+            max_in_flight=args.max_in_flight,
+            rate_scale=args.rate_scale,
+        ) as klaviyo:
+            started = time.perf_counter()
+            if mode == "single":
+                queue = iter(events)
+
+                async def worker() -> None:
+                    for event in queue:
+                        await klaviyo.create_event(event)
+
+                await asyncio.gather(*(worker() for _ in range(args.max_in_flight)))
+            else:
+                await klaviyo.bulk_create_events(events, batch_size=args.batch_size)
+            seconds = time.perf_counter() - started
+            stats = klaviyo.stats
+    needed = math.ceil(len(events) / per_request)
+    return Result(
+        mode=mode,
+        events=len(events),
+        seconds=seconds,
+        requests=stats.requests,
+        throttled=stats.throttled,
+        sustained_ceiling=steady * per_request,
+        run_ceiling=len(events) / limit_bound_seconds(needed, burst, steady) * 60,
+    )
+
+
+def report(result: Result) -> None:
+    share = result.throttled / result.requests if result.requests else 0.0
+    print(
+        f"{result.mode:>6}: {result.events:,} events in {result.seconds:,.1f} s = {result.per_minute:,.0f} events/min\n"
+        f"        ceiling (steady window): {result.sustained_ceiling:,.0f} events/min -> "
+        f"{result.per_minute / result.sustained_ceiling:.1%} of it\n"
+        f"        ceiling for a run of this size (both windows): {result.run_ceiling:,.0f} events/min -> "
+        f"{result.per_minute / result.run_ceiling:.1%} of it\n"
+        f"        requests {result.requests:,}, 429s {result.throttled:,} ({share:.2%} of requests)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rate-scale", type=float, default=10.0)
+    parser.add_argument("--modes", default="single,bulk", help="comma-separated: single, bulk")
+    parser.add_argument("--server", choices=("sandbox", "mock"), default="sandbox")
+    parser.add_argument("--max-in-flight", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=MAX_EVENTS_PER_REQUEST)
+    args = parser.parse_args()
+    events = make_events(args.events)
+    print(
+        f"{args.events:,} events, rate scale {args.rate_scale:g}, server {args.server}, max in flight {args.max_in_flight}"
+    )
+    for mode in args.modes.split(","):
+        report(asyncio.run(run_mode(mode.strip(), events, args)))
+
+
+if __name__ == "__main__":
+    main()
