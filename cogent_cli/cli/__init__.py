@@ -19,6 +19,7 @@ from cogent_cli.cli import (
     auth,
     config,
     db,
+    demo,
     exceptions,
     inbox,
     ingest,
@@ -104,6 +105,11 @@ workspace.register(app)
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(auth.app, name="auth")
+sync.register(app)
+app.add_typer(runs.app, name="runs")
+app.add_typer(exceptions.app, name="exceptions")
+app.add_typer(schedule.app, name="schedule")
+app.command("demo")(demo.demo)
 app.command("pull")(pull.pull)
 sync.register(app)
 app.add_typer(runs.app, name="runs")

@@ -133,6 +133,8 @@ def canonical_ship_method(method: ShipMethod | None, config: Config, pointer: st
         if c
     ]
     table = config.mapping.ship_methods
+    if not candidates:
+        return None  # the source gave no method at all: nothing to map, nothing to report
     if not table:
         return method.service_name or method.service_code
     for candidate in candidates:
@@ -140,7 +142,7 @@ def canonical_ship_method(method: ShipMethod | None, config: Config, pointer: st
             return table[candidate]
     raise MappingError(
         "unmapped_ship_method",
-        f"Ship method {' / '.join(candidates) or '(empty)'} is not in [mapping.ship_methods]",
+        f"Ship method {' / '.join(candidates)} is not in [mapping.ship_methods]",
         pointer=pointer,
         hint=f'Add it to cogent.toml, e.g. "{candidates[-1] if candidates else "CODE"}" = "standard", '
         "then `cogent replay --class unmapped_ship_method`.",

@@ -30,6 +30,24 @@ POSITION_KEY = "sync.events_position"
 READ_CHUNK = 500
 # An undelivered predecessor in any of these states holds later stages of the same order.
 UNSENT = ("pending", "in_flight", "exception")
+_INSERT_COLUMNS = (
+    "op_key",
+    "event_id",
+    "event_rowid",
+    "kind",
+    "lane",
+    "system",
+    "event_type",
+    "metric",
+    "order_key",
+    "stage",
+    "occurred_at",
+    "payload",
+    "backfill",
+    "status",
+    "enqueued_at",
+    "updated_at",
+)
 
 
 @dataclass
@@ -319,32 +337,34 @@ class Outbox:
 
     def _insert_op(self, db: Database, event: NormalisedEvent, rowid: int, op: Op, *, backfill: bool) -> bool:
         op_key = f"{event.event_id}:{op.suffix}"
-        if list(db.query("select 1 from outbox where op_key = ?", [op_key])):
-            return False
+        if (op.clv_unique_id or op.stock) and list(db.query("select 1 from outbox where op_key = ?", [op_key])):
+            return False  # already queued: its claim or stock change must not be applied twice
         if not self._finish_op(db, event, op, apply_stock=True):
             return False
         now = now_iso()
-        db["outbox"].insert(
-            {
-                "op_key": op_key,
-                "event_id": event.event_id,
-                "event_rowid": rowid,
-                "kind": op.kind,
-                "lane": op.lane,
-                "system": event.source.system,
-                "event_type": event.event_type,
-                "metric": op.metric,
-                "order_key": event.order_number,
-                "stage": op.stage,
-                "occurred_at": event.occurred_at.isoformat(),
-                "payload": json.dumps(op.payload, default=str),
-                "backfill": int(backfill),
-                "status": "pending",
-                "enqueued_at": now,
-                "updated_at": now,
-            }
+        # Plain SQL: this runs once per operation, and sqlite-utils' insert re-reads the schema each time.
+        cursor = db.execute(
+            f"insert or ignore into outbox ({', '.join(_INSERT_COLUMNS)}) values ({', '.join('?' * len(_INSERT_COLUMNS))})",
+            [
+                op_key,
+                event.event_id,
+                rowid,
+                op.kind,
+                op.lane,
+                event.source.system,
+                event.event_type,
+                op.metric,
+                event.order_number,
+                op.stage,
+                event.occurred_at.isoformat(),
+                json.dumps(op.payload, default=str),
+                int(backfill),
+                "pending",
+                now,
+                now,
+            ],
         )
-        return True
+        return cursor.rowcount == 1
 
     # -- replay ------------------------------------------------------------------------------------
 

@@ -1,0 +1,153 @@
+"""`cogent demo`: the whole job end to end on this machine, against a sandbox it starts itself.
+
+A fresh workspace, a synthetic retailer seeded into the source stand-ins (orders on Marketplacer,
+despatches in Peoplevox, Clarus and Scend, returns in Swap, stock per site, planted messiness), a
+pull and normalisation of every source, and a sync into the sandbox's Klaviyo. The report says
+what Klaviyo received and which exceptions were raised and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cogent_cli.klaviyo.client import KlaviyoClient
+from cogent_cli.klaviyo.models import CatalogItemIn, CatalogVariantIn
+from cogent_cli.pull import PULL_SYSTEMS
+from cogent_cli.pull import pull as pull_source
+from cogent_cli.sandbox.seed import seed_sources
+from cogent_cli.sandbox.server import run_sandbox
+from cogent_cli.sandbox.sources import SANDBOX_CREDENTIALS, SourceStandIns, sources_config
+from cogent_cli.sync.engine import ProgressCallback, RunSummary, SyncOptions, run_sync
+from cogent_cli.sync.exceptions import list_exceptions
+from cogent_cli.workspace import Workspace, init_workspace
+
+DEMO_KEY = "pk_demo_sandbox"
+RATE_SCALE = 20.0
+# Stock levels of these many seeded SKUs are left out of the demo catalog, to show unknown_sku.
+MISSING_FROM_CATALOG = 2
+
+
+@dataclass
+class DemoReport:
+    workspace: Path
+    sandbox_url: str
+    pulled: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+    sync: RunSummary | None = None
+    received: dict[str, int] = field(default_factory=dict)
+    profiles: int = 0
+    subscriptions: int = 0
+    catalog_variants_updated: int = 0
+    exceptions: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _configure(workspace: Workspace, base_url: str, drop_dir: Path, ship_methods: dict[str, str]) -> None:
+    text = workspace.config_path.read_text(encoding="utf-8")
+    text = text.replace('base_url = "https://a.klaviyo.com"', f'base_url = "{base_url}"\nrate_scale = {RATE_SCALE}', 1)
+    mapping = "".join(f'"{raw}" = "{canonical}"\n' for raw, canonical in ship_methods.items())
+    text = text.replace("[mapping.ship_methods]\n", f"[mapping.ship_methods]\n{mapping}", 1)
+    text += "\n" + sources_config(base_url, drop_dir)
+    workspace.config_path.write_text(text, encoding="utf-8")
+
+
+async def _catalog(base_url: str, skus: list[str]) -> None:
+    async with KlaviyoClient(DEMO_KEY, base_url=base_url, rate_scale=RATE_SCALE) as client:
+
+        async def one(sku: str) -> None:
+            url = f"https://demo.shop.test/p/{sku.lower()}"
+            await client.create_catalog_item(CatalogItemIn(external_id=sku, title=sku, description=sku, url=url))
+            await client.create_catalog_variant(
+                CatalogVariantIn(
+                    item_id=sku,
+                    external_id=sku,
+                    title=sku,
+                    description=sku,
+                    sku=sku,
+                    inventory_quantity=0,
+                    price=10,
+                    url=url,
+                )
+            )
+
+        await asyncio.gather(*(one(sku) for sku in skus))
+
+
+def run_demo(
+    directory: Path,
+    *,
+    orders: int = 40,
+    seed: int = 1,
+    step: Callable[[str], None] = lambda _message: None,
+    progress: ProgressCallback | None = None,
+) -> DemoReport:
+    step(f"Creating a workspace in {directory}")
+    workspace = init_workspace(directory, name="Demo retailer")
+    data_dir = workspace.root / ".cogent" / "sandbox"
+    step(f"Seeding a synthetic retailer ({orders} orders, seed {seed})")
+    seeded = seed_sources(data_dir, orders=orders, seed=seed)
+    os.environ.update(SANDBOX_CREDENTIALS.environment())
+    os.environ["COGENT_KLAVIYO_API_KEY"] = DEMO_KEY
+    with run_sandbox(data_dir, rate_scale=RATE_SCALE, extra_routes=SourceStandIns(data_dir).routes()) as sandbox:
+        step(f"Sandbox listening on {sandbox.base_url}")
+        _configure(workspace, sandbox.base_url, seeded.drop_dir, seeded.manifest["ship_methods"]["mapping"])
+        workspace = Workspace(workspace.root)
+        report = DemoReport(workspace.root, sandbox.base_url)
+        for system in PULL_SYSTEMS:
+            step(f"Pulling {system}")
+            result = pull_source(workspace, system)
+            report.pulled[system] = result.stored
+        with workspace.store() as store:
+            report.events = store.db["events"].count
+            skus = sorted(
+                r["sku"]
+                for r in store.db.query(
+                    "select distinct json_extract(body, '$.data.sku') as sku from events where event_type = 'stock.level_changed'"
+                )
+            )
+        step(f"Creating {max(len(skus) - MISSING_FROM_CATALOG, 0)} catalog variants in the sandbox's Klaviyo")
+        asyncio.run(_catalog(sandbox.base_url, skus[MISSING_FROM_CATALOG:]))
+        step("Syncing to Klaviyo")
+        report.sync = run_sync(workspace, SyncOptions(command="demo"), progress=progress)
+        db = sandbox.db
+        report.received = {
+            r["metric_name"]: r["n"]
+            for r in db.query("select metric_name, count(*) as n from events group by metric_name order by n desc")
+        }
+        report.profiles = db["profiles"].count
+        report.subscriptions = db["subscriptions"].count
+        report.catalog_variants_updated = next(
+            db.query("select count(*) as n from catalog_variants where inventory_quantity > 0")
+        )["n"]
+    with workspace.store() as store:
+        grouped: dict[str, list[str]] = {}
+        for record in list_exceptions(store):
+            grouped.setdefault(f"{record.exception_class} (owner: {record.owner})", []).append(
+                (record.last_error or "").splitlines()[0] if record.last_error else ""
+            )
+        report.exceptions = grouped
+    return report
+
+
+def exception_summary(report: DemoReport, examples: int = 2) -> list[tuple[str, int, list[str]]]:
+    return [(name, len(errors), list(Counter(errors))[:examples]) for name, errors in sorted(report.exceptions.items())]
+
+
+def report_json(report: DemoReport) -> dict[str, Any]:
+    return {
+        "workspace": str(report.workspace),
+        "sandbox_url": report.sandbox_url,
+        "pulled": report.pulled,
+        "events": report.events,
+        "sync": report.sync.to_json() if report.sync else None,
+        "klaviyo_received": report.received,
+        "profiles": report.profiles,
+        "subscriptions": report.subscriptions,
+        "catalog_variants_in_stock": report.catalog_variants_updated,
+        "exceptions": {name: {"count": n, "examples": ex} for name, n, ex in exception_summary(report)},
+    }
