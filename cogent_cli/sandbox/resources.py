@@ -44,7 +44,9 @@ CAN_RECEIVE_KEY = {
 
 def relationship(base_url: str, owner_type: str, owner_id: str, name: str, data: Any) -> dict[str, Any]:
     own = f"{base_url}/api/{owner_type}s/{owner_id}"
-    return {"data": data, "links": {"self": f"{own}/relationships/{name}", "related": f"{own}/{name}"}}
+    links = {"self": f"{own}/relationships/{name}", "related": f"{own}/{name}"}
+    # Without linkage data (not requested), Klaviyo sends only the links.
+    return {"links": links} if data is None else {"data": data, "links": links}
 
 
 def _loads(text: str | None) -> Any:

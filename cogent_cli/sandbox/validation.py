@@ -20,10 +20,11 @@ MAX_ERRORS = 10
 BODY_MEDIA_TYPE = "application/vnd.api+json"
 
 
-def _to_json_schema(schema: Any, in_all_of: bool = False) -> Any:
-    """OpenAPI 3.0 schema -> JSON Schema (draft 4): `nullable` becomes a null type, objects are closed."""
+def _to_json_schema(schema: Any, closed: bool, in_all_of: bool = False) -> Any:
+    """OpenAPI 3.0 schema -> JSON Schema (draft 4): `nullable` becomes a null type; `closed` objects
+    refuse properties they do not declare."""
     if isinstance(schema, list):
-        return [_to_json_schema(item, in_all_of) for item in schema]
+        return [_to_json_schema(item, closed, in_all_of) for item in schema]
     if not isinstance(schema, dict):
         return schema
     converted: dict[str, Any] = {}
@@ -31,23 +32,26 @@ def _to_json_schema(schema: Any, in_all_of: bool = False) -> Any:
         if key in ("example", "default", "enum", "description"):
             converted[key] = value
         elif key == "properties":
-            converted[key] = {name: _to_json_schema(sub) for name, sub in value.items()}
+            converted[key] = {name: _to_json_schema(sub, closed) for name, sub in value.items()}
         else:
             # allOf members must stay open: each one only knows part of the properties.
-            converted[key] = _to_json_schema(value, in_all_of or key == "allOf")
+            converted[key] = _to_json_schema(value, closed, in_all_of or key == "allOf")
     if converted.pop("nullable", False):
         if "type" in converted:
             converted["type"] = [converted["type"], "null"]
         if "enum" in converted:
             converted["enum"] = [*converted["enum"], None]
-    if "properties" in converted and "additionalProperties" not in converted and not in_all_of:
+        for combinator in ("oneOf", "anyOf"):
+            if combinator in converted:
+                converted[combinator] = [*converted[combinator], {"type": "null"}]
+    if closed and "properties" in converted and "additionalProperties" not in converted and not in_all_of:
         converted["additionalProperties"] = False
     return converted
 
 
 @cache
-def _schema(name: str) -> Any:
-    return _to_json_schema(load_spec()["components"]["schemas"][name])
+def _schema(name: str, closed: bool) -> Any:
+    return _to_json_schema(load_spec()["components"]["schemas"][name], closed)
 
 
 def _refs(node: Any) -> set[str]:
@@ -60,17 +64,21 @@ def _refs(node: Any) -> set[str]:
 
 
 @cache
-def _body_validator(body_schema_ref: str) -> jsonschema_rs.Draft4Validator:
-    # Only the schemas this body can reach: compiling all of them would cost a second per operation.
+def schema_validator(schema_ref: str, closed: bool = True) -> jsonschema_rs.Draft4Validator:
+    """A validator for one `#/components/schemas/...` of the spec: closed for requests (Klaviyo refuses
+    unknown fields), open for responses (clients must ignore fields they do not know)."""
+    # Only the schemas this one can reach: compiling all of them would cost a second per operation.
     reachable: set[str] = set()
-    pending = [body_schema_ref.rsplit("/", 1)[-1]]
+    pending = [schema_ref.rsplit("/", 1)[-1]]
     while pending:
         name = pending.pop()
         if name not in reachable:
             reachable.add(name)
-            pending.extend(_refs(_schema(name)))
-    root = {"$ref": body_schema_ref, "components": {"schemas": {name: _schema(name) for name in reachable}}}
-    return jsonschema_rs.Draft4Validator(root, validate_formats=True)
+            pending.extend(_refs(_schema(name, closed)))
+    schemas = {name: _schema(name, closed) for name in reachable}
+    return jsonschema_rs.Draft4Validator(
+        {"$ref": schema_ref, "components": {"schemas": schemas}}, validate_formats=True
+    )
 
 
 def body_schema_ref(operation: Operation) -> str | None:
@@ -132,7 +140,7 @@ def validate_body(operation: Operation, body: Any) -> None:
     ref = body_schema_ref(operation)
     if ref is None:
         return
-    validator = _body_validator(ref)
+    validator = schema_validator(ref)
     if validator.is_valid(body):
         return
     errors: list[dict[str, Any]] = []
