@@ -409,8 +409,10 @@ class KlaviyoClient:
         while True:
             response: httpx.Response | None = None
             failure: httpx.TransportError | None = None
+            # Wait for the rate limit before taking a connection slot, so an operation that is
+            # waiting out its window never starves the others.
+            await bucket.acquire()
             async with self._slots:
-                await bucket.acquire()
                 stats.requests += 1
                 try:
                     response = await self._http.request(op.method, target, content=content, headers=headers)
