@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,21 @@ async def _catalog(base_url: str, skus: list[str]) -> None:
         await asyncio.gather(*(one(sku) for sku in skus))
 
 
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """The sandbox's credentials for the length of the demo only."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_demo(
     directory: Path,
     *,
@@ -91,9 +107,10 @@ def run_demo(
     data_dir = workspace.root / ".cogent" / "sandbox"
     step(f"Seeding a synthetic retailer ({orders} orders, seed {seed})")
     seeded = seed_sources(data_dir, orders=orders, seed=seed)
-    os.environ.update(SANDBOX_CREDENTIALS.environment())
-    os.environ["COGENT_KLAVIYO_API_KEY"] = DEMO_KEY
-    with run_sandbox(data_dir, rate_scale=RATE_SCALE, extra_routes=SourceStandIns(data_dir).routes()) as sandbox:
+    with (
+        _environment({**SANDBOX_CREDENTIALS.environment(), "COGENT_KLAVIYO_API_KEY": DEMO_KEY}),
+        run_sandbox(data_dir, rate_scale=RATE_SCALE, extra_routes=SourceStandIns(data_dir).routes()) as sandbox,
+    ):
         step(f"Sandbox listening on {sandbox.base_url}")
         _configure(workspace, sandbox.base_url, seeded.drop_dir, seeded.manifest["ship_methods"]["mapping"])
         workspace = Workspace(workspace.root)
