@@ -162,12 +162,14 @@ class Delivery:
         self.client = client
         self.summary = summary
         self.deferred: set[int] = set()
+        self.delivered: set[int] = set()
         self.on_done: Callable[[list[OutboxRow], bool], None] = lambda rows, ok: None
 
     # -- outcomes ----------------------------------------------------------------------------------
 
     def _sent(self, rows: list[OutboxRow]) -> None:
         self.outbox.mark([r.id for r in rows], "sent")
+        self.delivered.update(r.id for r in rows)
         for row in rows:
             self.summary.sent[row.metric] += 1
             self.summary.resent += bool(row.resends)
@@ -297,10 +299,7 @@ class Delivery:
             except ValueError as exc:
                 self._fail([row], "validation_error", f"event cannot be built: {exc}")
         await self._batches(ok_rows, items, "event", self.client.bulk_create_events)
-        self._note_conflicts([r for r in ok_rows if self._is_sent(r)], resolutions)
-
-    def _is_sent(self, row: OutboxRow) -> bool:
-        return next(self.outbox.store.db.query("select status from outbox where id = ?", [row.id]))["status"] == "sent"
+        self._note_conflicts([r for r in ok_rows if r.id in self.delivered], resolutions)
 
     def profile_in(self, row: OutboxRow, resolution: Resolution) -> ProfileIn:
         p = row.payload
@@ -334,7 +333,7 @@ class Delivery:
             )
 
         await self._batches(rows, items, "profile", self._import_profiles, single)
-        self._note_conflicts([r for r in rows if self._is_sent(r)], resolutions)
+        self._note_conflicts([r for r in rows if r.id in self.delivered], resolutions)
 
     async def _import_profiles(self, items: list[ProfileIn]) -> Any:
         if len(items) == 1:

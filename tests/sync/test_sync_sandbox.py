@@ -211,3 +211,21 @@ def test_replay_after_a_mapping_fix_delivers_the_quarantined_events(tmp_path: An
     again, second_run = replay(fixed, [parked])
     assert [i.outcome for i in again] == ["not replayable"] and second_run is None
     assert len(sandbox_events(sandbox)) == 2
+
+
+def test_an_event_klaviyo_rejects_becomes_a_validation_exception_with_its_pointer_and_the_rest_is_delivered(
+    tmp_path: Any, sandbox: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    workspace = sandbox_workspace(tmp_path / "ws", sandbox.base_url)
+    good = [shipment(f"S{i}", [(f"T{i}", [("SKU-1", 1)])], order=f"V{i}") for i in range(5)]
+    ancient = shipment("S-old", [("T-old", [("SKU-1", 1)])], order="V-old", at=datetime(1985, 1, 1, tzinfo=UTC))
+    with workspace.store() as store:
+        add_events(store, [*good[:2], ancient, *good[2:]])
+    summary = sync(workspace)
+    assert summary.sent == {"Fulfilled Shipment": 5} and summary.failed == {"validation_error": 1}
+    assert sorted(e["unique_id"] for e in sandbox_events(sandbox)) == sorted(e.event_id for e in good)
+    with workspace.store() as store:
+        [record] = list_exceptions(store, exception_class="validation_error")
+    assert record.event_id == ancient.event_id and record.pointer and record.pointer.endswith("/time")
