@@ -40,6 +40,7 @@ from cogent_cli.klaviyo.errors import (
     KlaviyoValidationError,
     TransientError,
     error_for_response,
+    parse_error_body,
 )
 from cogent_cli.klaviyo.filters import Filter, ProfileFilter, and_, equals, greater_or_equal, less_than
 from cogent_cli.klaviyo.models import (
@@ -406,6 +407,7 @@ class KlaviyoClient:
         content = encode_body(body) if body is not None else None
         headers = {"Content-Type": JSON_API} if content is not None else None
         throttled = transient = 0
+        reached = False  # whether any failed attempt may have reached Klaviyo
         while True:
             response: httpx.Response | None = None
             failure: httpx.TransportError | None = None
@@ -445,11 +447,17 @@ class KlaviyoClient:
                     response.status_code, response.content, operation_id=operation_id, scopes=op.scopes
                 )
             ambiguous = response is not None or not isinstance(failure, _NOT_SENT)
+            reached = reached or ambiguous
             transient += 1
             if (ambiguous and not safe) or transient > self.retry.max_retries:
                 stats.failures += 1
                 raise self._transient(
-                    operation_id, response, failure, ambiguous, resendable=safe or not ambiguous, attempts=transient
+                    operation_id,
+                    response,
+                    failure,
+                    maybe_applied=reached,
+                    resendable=safe or not reached,
+                    attempts=transient,
                 )
             stats.retries += 1
             await self.clock.sleep(self.retry.backoff(transient, self._rng))
@@ -459,26 +467,28 @@ class KlaviyoClient:
         operation_id: str,
         response: httpx.Response | None,
         failure: httpx.TransportError | None,
-        ambiguous: bool,
         *,
+        maybe_applied: bool,
         resendable: bool,
         attempts: int,
     ) -> TransientError:
         what = f"HTTP {response.status_code}" if response is not None else type(failure).__name__
+        common: dict[str, Any] = {
+            "status": response.status_code if response is not None else None,
+            "errors": parse_error_body(response.content) if response is not None else [],
+            "operation_id": operation_id,
+            "maybe_applied": maybe_applied,
+        }
         if not resendable:
             return TransientError(
                 f"{operation_id}: {what}; the request may or may not have been applied, so it was not resent",
                 "Check in Klaviyo whether it took effect before sending it again.",
-                status=response.status_code if response is not None else None,
-                operation_id=operation_id,
-                maybe_applied=True,
+                **common,
             )
         return TransientError(
             f"{operation_id}: Klaviyo still failing after {attempts} attempts ({what})",
             "Klaviyo or the network is having trouble; run again later (resending is safe).",
-            status=response.status_code if response is not None else None,
-            operation_id=operation_id,
-            maybe_applied=ambiguous,
+            **common,
         )
 
     async def _pages(

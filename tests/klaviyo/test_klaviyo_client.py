@@ -138,6 +138,7 @@ async def test_bounded_retries_give_up_with_transient_error(clock: FakeClock) ->
     assert caught.value.maybe_applied is True
     assert caught.value.exit_status == ExitStatus.UNAVAILABLE
     assert "after 4 attempts" in caught.value.message
+    assert caught.value.errors[0].detail == "Service unavailable"
     assert sum(clock.sleeps) <= 3 * RetryPolicy().max_delay
 
 
@@ -149,6 +150,17 @@ async def test_create_profile_is_not_resent_after_an_ambiguous_timeout(clock: Fa
     assert len(transport.requests) == 1
     assert caught.value.maybe_applied is True
     assert "not resent" in caught.value.message
+
+
+async def test_non_idempotent_call_that_may_have_arrived_earlier_is_not_resent_later(clock: FakeClock) -> None:
+    transport = ScriptedTransport(
+        [httpx.ConnectError("refused"), httpx.ReadError("reset")], default=profile_response(201)
+    )
+    async with make_client(transport, clock) as klaviyo:
+        with pytest.raises(TransientError) as caught:
+            await klaviyo.merge_profiles("01DEST", "01SOURCE")
+    assert len(transport.requests) == 2
+    assert caught.value.maybe_applied is True
 
 
 async def test_connect_failure_is_retried_even_for_non_idempotent_calls(clock: FakeClock) -> None:
