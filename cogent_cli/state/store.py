@@ -6,7 +6,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,23 @@ from cogent_cli.state.migrations import migrations
 BUSY_TIMEOUT_MS = 30_000
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def write_transaction(db: Database) -> Iterator[Database]:
+    """BEGIN IMMEDIATE ... COMMIT on a connection opened with isolation_level=None; ROLLBACK on any error.
+
+    IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
+    one failing half-way with "database is locked".
+    """
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 @dataclass(frozen=True)
@@ -84,17 +101,9 @@ class Store:
             log.info("state %s: applied %s", self.path, ", ".join(pending))
         return pending
 
-    @contextmanager
-    def transaction(self) -> Iterator[Database]:
+    def transaction(self) -> AbstractContextManager[Database]:
         """One write transaction (BEGIN IMMEDIATE), committed on success, rolled back on error."""
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        return write_transaction(self.db)
 
     def get_meta(self, key: str) -> str | None:
         rows = list(self.db.query("select value from meta where key = ?", [key]))
