@@ -191,7 +191,8 @@ class Delivery:
         if exhausted:
             self._fail(exhausted, "rate_budget_exhausted", error)
         again = [r for r in rows if r not in exhausted]
-        self.outbox.mark([r.id for r in again], "pending", str(error))
+        # `deferred` keeps them out of this run's later waves; the run (or the next) makes them pending.
+        self.outbox.mark([r.id for r in again], "deferred", str(error))
         self.deferred.update(r.id for r in again)
 
     async def _guarded(
@@ -509,32 +510,26 @@ async def _deliver_all(
             progress(LaneProgress(LANE_NAMES[lane], 0, total, 0))
     claimed = 0
     wave_size = outbox.config.sync.wave_size
-    while True:
-        if deadline is not None and time.monotonic() >= deadline:
-            log.info("stopping: --max-minutes reached")
-            break
-        room = wave_size if options.limit is None else min(wave_size, options.limit - claimed)
-        if room <= 0:
-            break
-        only = options.only_outbox_ids
-        if delivery.deferred:
-            base = (
-                only
-                if only is not None
-                else [r["id"] for r in store.db.query("select id from outbox where status = 'pending'")]
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            room = wave_size if options.limit is None else min(wave_size, options.limit - claimed)
+            if room <= 0:
+                break
+            rows = outbox.claim_wave(
+                summary.run_id or 0, limit=room, source=options.source, only_ids=options.only_outbox_ids
             )
-            only = [i for i in base if i not in delivery.deferred]
-        rows = outbox.claim_wave(summary.run_id or 0, limit=room, source=options.source, only_ids=only)
-        if not rows:
-            break
-        claimed += len(rows)
-        log.info(
-            "wave of %d operations (%s)",
-            len(rows),
-            ", ".join(f"{k}={v}" for k, v in Counter(r.kind for r in rows).items()),
-        )
-        await delivery.deliver(rows)
+            if not rows:
+                break
+            claimed += len(rows)
+            log.info(
+                "wave of %d operations (%s)",
+                len(rows),
+                ", ".join(f"{k}={v}" for k, v in Counter(r.kind for r in rows).items()),
+            )
+            await delivery.deliver(rows)
+    finally:
         summary.deferred = len(delivery.deferred)
+        outbox.release_deferred()
 
 
 def _record_start(store: Store, options: SyncOptions) -> int:

@@ -29,7 +29,7 @@ from cogent_cli.sync.mapping import Mapped, Mapper, Op
 POSITION_KEY = "sync.events_position"
 READ_CHUNK = 500
 # An undelivered predecessor in any of these states holds later stages of the same order.
-UNSENT = ("pending", "in_flight", "exception")
+UNSENT = ("pending", "in_flight", "deferred", "exception")
 _INSERT_COLUMNS = (
     "op_key",
     "event_id",
@@ -412,11 +412,18 @@ class Outbox:
     def recover_in_flight(self) -> int:
         """Rows a dead run left in flight go back to pending; they may have arrived, so count a resend."""
         with self.store.transaction() as db:
+            stamp = now_iso()
+            db.execute("update outbox set status = 'pending', updated_at = ? where status = 'deferred'", [stamp])
             cursor = db.execute(
                 "update outbox set status = 'pending', resends = resends + 1, updated_at = ? where status = 'in_flight'",
-                [now_iso()],
+                [stamp],
             )
             return cursor.rowcount
+
+    def release_deferred(self) -> None:
+        """Rows this run set aside (throttled, unavailable) are pending again for the next run."""
+        with self.store.transaction() as db:
+            db.execute("update outbox set status = 'pending', updated_at = ? where status = 'deferred'", [now_iso()])
 
     def claim_wave(
         self,

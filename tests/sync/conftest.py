@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cogent_cli.events import NormalisedEvent, Source, dump_event, make_event
-from cogent_cli.klaviyo.errors import BulkDeliveryError, KlaviyoValidationError
+from cogent_cli.klaviyo.errors import BulkDeliveryError, KlaviyoValidationError, TransientError
 from cogent_cli.klaviyo.models import BatchFailure, BulkOutcome, Profile
 from cogent_cli.state import Store
 
@@ -170,6 +170,7 @@ class FakeKlaviyo:
         self.variants: dict[str, float] = {}
         self.subscriptions: list[tuple[str, Any, bool]] = []
         self.reject_metric: str | None = None
+        self.unavailable_calls = 0
         self._ids = count(1)
 
     @asynccontextmanager
@@ -203,6 +204,9 @@ class FakeKlaviyo:
 
     async def bulk_create_events(self, events: list[Any]) -> BulkOutcome[Any]:
         self.calls.append(("bulk_create_events", len(events)))
+        if self.unavailable_calls:
+            self.unavailable_calls -= 1
+            raise TransientError("bulk_create_events: Klaviyo failed with HTTP 503", status=503)
         bad = [e for e in events if e.metric == self.reject_metric]
         if bad:
             error = KlaviyoValidationError("rejected", pointer="/data/attributes/properties", status=400)

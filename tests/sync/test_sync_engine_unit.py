@@ -111,3 +111,19 @@ def test_rerunning_sends_nothing_twice(workspace: Workspace, fake: FakeKlaviyo) 
     second = sync(workspace, fake)
     assert sum(first.sent.values()) == 1 and sum(second.sent.values()) == 0
     assert [c for c in fake.calls if c[0] == "bulk_create_events"] == [("bulk_create_events", 1)]
+
+
+def test_klaviyo_unavailable_defers_the_batch_to_the_next_run_without_losing_it(
+    workspace: Workspace, fake: FakeKlaviyo
+) -> None:
+    with workspace.store() as store:
+        add_events(
+            store, [shipment("S1", [("T1", [("SKU-1", 1)])]), shipment("S2", [("T2", [("SKU-1", 1)])], order="1002")]
+        )
+    fake.unavailable_calls = 1
+    first = sync(workspace, fake)
+    assert (sum(first.sent.values()), first.deferred, first.waiting) == (0, 2, 2)
+    assert [c for c in fake.calls if c[0] == "bulk_create_events"] == [("bulk_create_events", 2)]
+    second = sync(workspace, fake)
+    assert (second.sent, second.waiting) == ({"Fulfilled Shipment": 2}, 0)
+    assert len(fake.events) == 2
