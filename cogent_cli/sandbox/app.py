@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from cogent_cli.klaviyo.spec import Operation, load_spec, match_operation, operations
-from cogent_cli.sandbox import catalog, consent, events, profiles  # noqa: F401  (register their handlers)
+from cogent_cli.sandbox import catalog, consent, events, jobs, profiles  # noqa: F401  (register their handlers)
 from cogent_cli.sandbox.calls import HANDLERS, Call
 from cogent_cli.sandbox.faults import Fault, FaultInjector, FaultSpec
 from cogent_cli.sandbox.inspection import inspection_routes

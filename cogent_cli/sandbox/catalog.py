@@ -9,9 +9,9 @@ from typing import Any
 from starlette.responses import Response
 
 from cogent_cli.sandbox.calls import Call, handles, paginate, require_same_id
+from cogent_cli.sandbox.jobs import job_created, record_job
 from cogent_cli.sandbox.jsonapi import ApiError, error_entry, invalid, iso, json_response, not_found, now
-from cogent_cli.sandbox.profiles import new_job, stored_job
-from cogent_cli.sandbox.resources import catalog_item_resource, catalog_variant_resource, job_resource
+from cogent_cli.sandbox.resources import catalog_item_resource, catalog_variant_resource
 from cogent_cli.sandbox.store import new_short_id
 
 PAGE_SIZE = 100
@@ -225,7 +225,7 @@ def bulk_update_catalog_variants(call: Call) -> Response:
             continue
         _apply_variant_update(call, row, entry["attributes"])
     stamp = now()
-    job = new_job(
+    job = record_job(
         call,
         "catalog-variant-bulk-update-job",
         {
@@ -237,17 +237,7 @@ def bulk_update_catalog_variants(call: Call) -> Response:
         },
         {"variants": {"data": [{"type": "catalog-variant", "id": entry["id"]} for entry in entries]}},
     )
-    body = {
-        "data": job_resource(call.base_url, "catalog-variant-bulk-update-jobs", job, as_created=True),
-        "links": {"self": str(call.url)},
-    }
-    return json_response(body, 202)
-
-
-@handles("get_bulk_update_variants_job")
-def get_bulk_update_variants_job(call: Call) -> Response:
-    job = stored_job(call, "catalog-variant-bulk-update-job", call.path_params["job_id"])
-    return _one(call, job_resource(call.base_url, "catalog-variant-bulk-update-jobs", job))
+    return job_created(call, job)
 
 
 @handles("create_back_in_stock_subscription")

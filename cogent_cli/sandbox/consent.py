@@ -7,9 +7,8 @@ from typing import Any
 from starlette.responses import Response
 
 from cogent_cli.sandbox.calls import Call, handles
-from cogent_cli.sandbox.jsonapi import invalid, iso, json_response, now, parse_datetime
-from cogent_cli.sandbox.profiles import new_job, stored_job
-from cogent_cli.sandbox.resources import job_resource
+from cogent_cli.sandbox.jobs import job_created, record_job
+from cogent_cli.sandbox.jsonapi import invalid, iso, now, parse_datetime
 
 MAX_SUBSCRIBE = 1000
 MAX_UNSUBSCRIBE = 100
@@ -187,14 +186,8 @@ def _suppression_targets(call: Call) -> list[tuple[str, str]]:
 
 
 def _suppression_job(call: Call, job_type: str, total: int, done: int) -> Response:
-    job = new_job(call, job_type, {"total_count": total, "completed_count": done, "skipped_count": total - done})
-    path = (
-        "profile-suppression-bulk-create-jobs"
-        if job_type.endswith("create-job")
-        else "profile-suppression-bulk-delete-jobs"
-    )
-    body = {"data": job_resource(call.base_url, path, job, as_created=True), "links": {"self": str(call.url)}}
-    return json_response(body, 202)
+    job = record_job(call, job_type, {"total_count": total, "completed_count": done, "skipped_count": total - done})
+    return job_created(call, job)
 
 
 @handles("bulk_suppress_profiles")
@@ -226,23 +219,3 @@ def bulk_unsuppress_profiles(call: Call) -> Response:
             )
             done += cursor.rowcount
     return _suppression_job(call, "profile-suppression-bulk-delete-job", len(targets), done)
-
-
-@handles("get_bulk_suppress_profiles_job")
-def get_bulk_suppress_profiles_job(call: Call) -> Response:
-    job = stored_job(call, "profile-suppression-bulk-create-job", call.path_params["job_id"])
-    body = {
-        "data": job_resource(call.base_url, "profile-suppression-bulk-create-jobs", job),
-        "links": {"self": str(call.url)},
-    }
-    return json_response(body)
-
-
-@handles("get_bulk_unsuppress_profiles_job")
-def get_bulk_unsuppress_profiles_job(call: Call) -> Response:
-    job = stored_job(call, "profile-suppression-bulk-delete-job", call.path_params["job_id"])
-    body = {
-        "data": job_resource(call.base_url, "profile-suppression-bulk-delete-jobs", job),
-        "links": {"self": str(call.url)},
-    }
-    return json_response(body)

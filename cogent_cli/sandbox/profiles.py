@@ -11,8 +11,9 @@ from starlette.responses import Response
 
 from cogent_cli.sandbox.calls import Call, handles, paginate, require_same_id
 from cogent_cli.sandbox.filters import COMPARATORS, sql_value
+from cogent_cli.sandbox.jobs import job_created, record_job, stored_job
 from cogent_cli.sandbox.jsonapi import ApiError, invalid, iso, json_response, not_found, now
-from cogent_cli.sandbox.resources import job_resource, profile_resource
+from cogent_cli.sandbox.resources import profile_resource
 from cogent_cli.sandbox.store import IDENTIFIERS, new_short_id, normalise_identifier
 
 MAX_BULK_IMPORT = 10_000
@@ -127,36 +128,6 @@ def merge_profiles(call: Call) -> Response:
     return json_response(body, 201)
 
 
-def new_job(
-    call: Call, job_type: str, attributes: dict[str, Any], relationships: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Record a bulk job whose work is already done (the sandbox applies jobs synchronously)."""
-    stamp = now()
-    job = {
-        "id": new_short_id(24),
-        "type": job_type,
-        "attributes": json.dumps(
-            {
-                "status": "complete",
-                "created_at": iso(stamp),
-                "completed_at": iso(stamp),
-                **attributes,
-            }
-        ),
-        "relationships": json.dumps(relationships) if relationships else None,
-        "created_at": iso(stamp),
-    }
-    call.store.db["jobs"].insert(job)
-    return job
-
-
-def stored_job(call: Call, job_type: str, job_id: str) -> dict[str, Any]:
-    job = call.store.one("select * from jobs where id = ? and type = ?", [job_id, job_type])
-    if job is None:
-        raise not_found(f"A {job_type} with id '{job_id}' does not exist.")
-    return job
-
-
 @handles("bulk_import_profiles")
 def bulk_import_profiles(call: Call) -> Response:
     data = call.data()
@@ -188,7 +159,7 @@ def bulk_import_profiles(call: Call) -> Response:
             call.store.db["list_members"].insert(
                 {"list_id": list_id, "profile_id": profile_id, "added_at": iso(stamp)}, ignore=True
             )
-    job = new_job(
+    job = record_job(
         call,
         "profile-bulk-import-job",
         {
@@ -212,19 +183,7 @@ def bulk_import_profiles(call: Call) -> Response:
                 "original_payload": json.dumps(error["original_payload"]),
             }
         )
-    body = {
-        "data": job_resource(call.base_url, "profile-bulk-import-jobs", job, as_created=True),
-        "links": {"self": str(call.url)},
-    }
-    return json_response(body, 202)
-
-
-@handles("get_bulk_import_profiles_job")
-def get_bulk_import_profiles_job(call: Call) -> Response:
-    job = stored_job(call, "profile-bulk-import-job", call.path_params["job_id"])
-    return json_response(
-        {"data": job_resource(call.base_url, "profile-bulk-import-jobs", job), "links": {"self": str(call.url)}}
-    )
+    return job_created(call, job)
 
 
 @handles("get_errors_for_bulk_import_profiles_job")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cogent_cli.sandbox.store import SandboxStore
+from cogent_cli.sandbox.store import IDENTIFIERS, PLAIN_FIELDS, SandboxStore
 
 LOCATION_FIELDS = (
     "address1",
@@ -20,15 +20,8 @@ LOCATION_FIELDS = (
     "ip",
 )
 PROFILE_FIELDS = (
-    "email",
-    "phone_number",
-    "external_id",
-    "first_name",
-    "last_name",
-    "organization",
-    "locale",
-    "title",
-    "image",
+    *IDENTIFIERS,
+    *(name for name in PLAIN_FIELDS if name != "anonymous_id"),
     "created",
     "updated",
     "last_event_date",
@@ -184,53 +177,24 @@ def event_resource(base_url: str, event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def job_resource(base_url: str, path: str, job: dict[str, Any], *, as_created: bool = False) -> dict[str, Any]:
-    """A bulk job; freshly created ones read `queued` as Klaviyo's do, even though the work is done."""
-    attributes = json.loads(job["attributes"])
-    if as_created:
-        attributes = {
-            **attributes,
-            "status": "queued",
-            "completed_count": 0,
-            "completed_at": None,
-            **({"failed_count": 0} if "failed_count" in attributes else {}),
-        }
-    resource = {
-        "type": job["type"],
-        "id": job["id"],
+def _catalog_resource(
+    base_url: str, kind: str, row: dict[str, Any], name: str, linkage: dict[str, Any] | None
+) -> dict[str, Any]:
+    attributes = json.loads(row["attributes"])
+    attributes.update(created=row["created"], updated=row["updated"])
+    return {
+        "type": kind,
+        "id": row["id"],
         "attributes": attributes,
-        "links": {"self": f"{base_url}/api/{path}/{job['id']}/"},
+        "relationships": {name: relationship(base_url, kind, row["id"], name, linkage)},
+        "links": {"self": f"{base_url}/api/{kind}s/{row['id']}/"},
     }
-    if job["relationships"]:
-        resource["relationships"] = json.loads(job["relationships"])
-    return resource
 
 
 def catalog_item_resource(base_url: str, item: dict[str, Any]) -> dict[str, Any]:
-    attributes = json.loads(item["attributes"])
-    attributes.update(created=item["created"], updated=item["updated"])
-    return {
-        "type": "catalog-item",
-        "id": item["id"],
-        "attributes": attributes,
-        "relationships": {
-            "variants": relationship(base_url, "catalog-item", item["id"], "variants", None),
-        },
-        "links": {"self": f"{base_url}/api/catalog-items/{item['id']}/"},
-    }
+    return _catalog_resource(base_url, "catalog-item", item, "variants", None)
 
 
 def catalog_variant_resource(base_url: str, variant: dict[str, Any]) -> dict[str, Any]:
-    attributes = json.loads(variant["attributes"])
-    attributes.update(created=variant["created"], updated=variant["updated"])
-    return {
-        "type": "catalog-variant",
-        "id": variant["id"],
-        "attributes": attributes,
-        "relationships": {
-            "item": relationship(
-                base_url, "catalog-variant", variant["id"], "item", {"type": "catalog-item", "id": variant["item_id"]}
-            ),
-        },
-        "links": {"self": f"{base_url}/api/catalog-variants/{variant['id']}/"},
-    }
+    linkage = {"type": "catalog-item", "id": variant["item_id"]}
+    return _catalog_resource(base_url, "catalog-variant", variant, "item", linkage)
