@@ -22,12 +22,13 @@ from urllib.parse import parse_qsl
 
 from cogent_cli.config import SOURCE_SYSTEMS, Config
 from cogent_cli.errors import CogentError, UsageError
-from cogent_cli.events import NormalisedEvent, dump_event
+from cogent_cli.events import NormalisedEvent
 from cogent_cli.normalise.base import (
     NormaliseContext,
     NormaliseError,
     Normaliser,
     Record,
+    ShipMethodsSeen,
     load_normalisers,
     tenant_for,
 )
@@ -205,6 +206,29 @@ class Inbox:
                     receipts.append(Receipt(int(existing[0]), True))
         return receipts
 
+    def store_many(self, items: Iterable[InboxItem]) -> int:
+        """Store many payloads in one transaction; returns how many were new (the rest were duplicates)."""
+        batch = list(items)
+        for item in batch:
+            _check(item)
+        now = _iso(utc_now())
+        rows = [
+            (
+                item.system,
+                item.route,
+                item.kind,
+                item.idempotency_key,
+                _iso(item.received_at) if item.received_at else now,
+                json.dumps(dict(item.headers or {})),
+                item.body,
+            )
+            for item in batch
+        ]
+        with self.store.transaction():
+            before = self.conn.total_changes
+            self.conn.executemany(_INSERT, rows)
+            return self.conn.total_changes - before
+
     # -- reading -----------------------------------------------------------------------------------
 
     def get(self, row_id: int) -> InboxRow:
@@ -371,20 +395,31 @@ class _Batch:
         self.now = _iso(utc_now())
         self.summary = NormaliseSummary()
         self.done: list[tuple[str, str | None, str | None, int]] = []
+        self.event_rows: list[tuple[Any, ...]] = []
+        self.contexts: dict[tuple[Any, ...], NormaliseContext] = {}
+        self.ship_methods = ShipMethodsSeen()
 
     def context(self, row: tuple[Any, ...]) -> NormaliseContext:
+        """The context of a row; rows delivered alike share one (it is only valid during the call)."""
         row_id, system, route, kind, received_at = row[:5]
-        return NormaliseContext(
-            config=self.config,
-            conn=self.conn,
-            system=system,
-            kind=kind,
-            route=route,
-            inbox_id=row_id,
-            received_at=datetime.fromisoformat(received_at),
-            tenant=self.tenants[system],
-            headers=json.loads(row[6] or "{}") if len(row) > 6 else {},
-        )
+        headers = row[6] if len(row) > 6 else None
+        key = (system, route, kind, received_at, headers)
+        ctx = self.contexts.get(key)
+        if ctx is None:
+            ctx = self.contexts[key] = NormaliseContext(
+                config=self.config,
+                conn=self.conn,
+                system=system,
+                kind=kind,
+                route=route,
+                inbox_id=row_id,
+                received_at=datetime.fromisoformat(received_at),
+                tenant=self.tenants[system],
+                headers=json.loads(headers or "{}"),
+                ship_methods=self.ship_methods,
+            )
+        ctx.inbox_id = row_id
+        return ctx
 
     def run(self, rows: Sequence[tuple[Any, ...]]) -> None:
         groups: dict[tuple[str, str, str], list[tuple[tuple[Any, ...], Any]]] = {}
@@ -449,11 +484,11 @@ class _Batch:
             self.done.append(("normalised", None, self.now, row[0]))
 
     def write_events(self, events: Sequence[NormalisedEvent], inbox_id: int) -> None:
+        """Queue the events' rows; `flush` writes them with the row statuses, in the same transaction."""
+        rows = []
         for event in events:
             customer = event.customer
-            cursor = self.conn.execute(
-                "INSERT OR IGNORE INTO events (event_id, event_type, system, tenant, occurred_at, received_at,"
-                " order_number, email, inbox_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows.append(
                 (
                     event.event_id,
                     event.event_type,
@@ -464,13 +499,11 @@ class _Batch:
                     event.order_number,
                     customer.email if customer else None,
                     inbox_id,
-                    json.dumps(dump_event(event), separators=(",", ":")),
-                ),
+                    # The same JSON as json.dumps(dump_event(event)), serialised by pydantic-core.
+                    event.model_dump_json(exclude_unset=True),
+                )
             )
-            if cursor.rowcount:
-                self.summary.events_written += 1
-            else:
-                self.summary.events_duplicate += 1
+        self.event_rows.extend(rows)
 
     def quarantine(self, row: tuple[Any, ...], exc: NormaliseError) -> None:
         self.summary.quarantined += 1
@@ -478,6 +511,16 @@ class _Batch:
         self.done.append(("quarantined", exc.reason, None, row[0]))
 
     def flush(self) -> None:
+        before = self.conn.total_changes
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO events (event_id, event_type, system, tenant, occurred_at, received_at,"
+            " order_number, email, inbox_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.event_rows,
+        )
+        written = self.conn.total_changes - before
+        self.ship_methods.flush(self.conn)
+        self.summary.events_written += written
+        self.summary.events_duplicate += len(self.event_rows) - written
         self.conn.executemany(
             "UPDATE inbox SET status = ?, reason = ?, normalised_at = ?, attempts = attempts + 1 WHERE id = ?",
             self.done,

@@ -71,7 +71,7 @@ def _unknown_kind(system: str, config: Config, what: str) -> IngestError:
     )
 
 
-def record_key(normaliser: Normaliser | None, record: Record, fallback: str) -> str:
+def record_key(normaliser: Normaliser | None, record: Record, fallback: str | Callable[[], str]) -> str:
     """Inbox idempotency key of a record: its natural key when the kind has one, else the fallback."""
     if normaliser is not None and normaliser.natural_key is not None:
         try:
@@ -80,7 +80,7 @@ def record_key(normaliser: Normaliser | None, record: Record, fallback: str) -> 
             natural = ""
         if natural.strip("|"):
             return f"{normaliser.kind}:{natural}"
-    return fallback
+    return fallback() if callable(fallback) else fallback
 
 
 def _file_key(name: str, payload: str) -> str:
@@ -176,7 +176,7 @@ class _Source:
                 if len(values) != len(header):
                     record[CSV_ERROR_KEY] = f"row has {len(values)} cells, the header has {len(header)}"
                 body = json.dumps(record, ensure_ascii=False)
-                yield normaliser, body, record_key(normaliser, record, _file_key(self.path.name, body))
+                yield normaliser, body, record_key(normaliser, record, lambda b=body: _file_key(self.path.name, b))
 
     def _json_record(self, record: Any, body: str, previous: Normaliser | None, where: str) -> Normaliser:
         normaliser = self.kind
@@ -201,7 +201,7 @@ class _Source:
                     record = None
                 previous = self._json_record(record, body, previous, f"{self.path} line {number}")
                 natural = record if isinstance(record, dict) else {}
-                yield previous, body, record_key(previous, natural, _file_key(self.path.name, body))
+                yield previous, body, record_key(previous, natural, lambda b=body: _file_key(self.path.name, b))
 
     def json_document(self) -> Iterator[tuple[Normaliser, str, str]]:
         previous: Normaliser | None = None
@@ -209,7 +209,7 @@ class _Source:
             body = json.dumps(record, ensure_ascii=False)
             previous = self._json_record(record, body, previous, f"{self.path} element {index}")
             natural = record if isinstance(record, dict) else {}
-            yield previous, body, record_key(previous, natural, _file_key(self.path.name, body))
+            yield previous, body, record_key(previous, natural, lambda b=body: _file_key(self.path.name, b))
 
 
 def iter_json_values(text: io.TextIOBase, path: Path) -> Iterator[Any]:
@@ -303,9 +303,7 @@ def ingest_paths(
 def _store(inbox: Inbox, batch: list[InboxItem], summary: IngestSummary) -> None:
     if not batch:
         return
-    for receipt in inbox.receive_many(batch):
-        if receipt.duplicate:
-            summary.duplicates += 1
-        else:
-            summary.stored += 1
+    stored = inbox.store_many(batch)
+    summary.stored += stored
+    summary.duplicates += len(batch) - stored
     batch.clear()

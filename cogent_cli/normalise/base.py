@@ -287,6 +287,8 @@ class NormaliseContext:
     tenant: str = ""
     # Delivery headers stored with the raw body (webhooks: Marketplacer-Sequence, X-ClarusWMS-...).
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Shared by the contexts of one run and written when the run's batch commits.
+    ship_methods: ShipMethodsSeen = field(default_factory=lambda: ShipMethodsSeen())
 
     def header(self, name: str) -> str | None:
         """A delivery header, matched without regard to case."""
@@ -395,23 +397,44 @@ class NormaliseContext:
     def ship_method(self, method: ShipMethod, event_id: str) -> bool:
         """Record a raw ship method as seen; returns whether `mapping.ship_methods` knows it."""
         known = ship_method_known(self.config, method)
-        row = (
-            self.system,
-            method.carrier_code or "",
-            method.carrier_name or "",
-            method.service_code or "",
-            method.service_name or "",
-        )
-        seen = self.received_at.isoformat()
-        self.conn.execute(
-            "INSERT INTO ship_methods_seen (system, carrier_code, carrier_name, service_code, service_name,"
-            " known, events, first_seen, last_seen, last_event_id) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)"
-            " ON CONFLICT (system, carrier_code, carrier_name, service_code, service_name) DO UPDATE SET"
-            " known = excluded.known, events = events + 1, last_seen = max(last_seen, excluded.last_seen),"
-            " last_event_id = excluded.last_event_id",
-            (*row, int(known), seen, seen, event_id),
+        self.ship_methods.see(
+            (
+                self.system,
+                method.carrier_code or "",
+                method.carrier_name or "",
+                method.service_code or "",
+                method.service_name or "",
+            ),
+            known,
+            self.received_at.isoformat(),
+            event_id,
         )
         return known
+
+
+class ShipMethodsSeen:
+    """Ship methods seen during a normalisation run, written to `ship_methods_seen` in one go."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, ...], list[Any]] = {}
+
+    def see(self, key: tuple[str, ...], known: bool, seen: str, event_id: str) -> None:
+        entry = self.pending.get(key)
+        if entry is None:
+            self.pending[key] = [int(known), 1, seen, seen, event_id]
+        else:
+            entry[0], entry[1], entry[3], entry[4] = int(known), entry[1] + 1, max(entry[3], seen), event_id
+
+    def flush(self, conn: Connection) -> None:
+        conn.executemany(
+            "INSERT INTO ship_methods_seen (system, carrier_code, carrier_name, service_code, service_name,"
+            " known, events, first_seen, last_seen, last_event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (system, carrier_code, carrier_name, service_code, service_name) DO UPDATE SET"
+            " known = excluded.known, events = events + excluded.events,"
+            " last_seen = max(last_seen, excluded.last_seen), last_event_id = excluded.last_event_id",
+            [(*key, *values) for key, values in self.pending.items()],
+        )
+        self.pending.clear()
 
 
 def ship_method_keys(method: ShipMethod) -> list[str]:

@@ -40,6 +40,8 @@ def zone(name: str) -> tzinfo:
 
 
 def text_value(value: Any) -> str | None:
+    if type(value) is str:
+        return value.strip() or None
     if value is None:
         return None
     if isinstance(value, bool):
@@ -98,6 +100,15 @@ def parse_bool(field: str, raw: Any) -> bool:
 def parse_datetime(field: str, raw: Any, default_zone: str = "UTC") -> datetime:
     """ISO 8601, or day-first 'dd/MM/yyyy HH:mm[:ss]'; times without an offset are in `default_zone`."""
     text = (text_value(raw) or "").strip("'\"")
+    parsed = _parse_datetime(text, default_zone)
+    if isinstance(parsed, str):
+        raise NormaliseError(field, raw, parsed)
+    return parsed
+
+
+@lru_cache(maxsize=16384)
+def _parse_datetime(text: str, default_zone: str) -> datetime | str:
+    """The UTC time, or the rule it breaks (cached: exports repeat the same timestamps row after row)."""
     value: datetime | None = None
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
@@ -109,9 +120,9 @@ def parse_datetime(field: str, raw: Any, default_zone: str = "UTC") -> datetime:
             except ValueError:
                 continue
     if value is None:
-        raise NormaliseError(field, raw, "must be a date and time (ISO 8601 or dd/MM/yyyy HH:mm)")
+        return "must be a date and time (ISO 8601 or dd/MM/yyyy HH:mm)"
     if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
-        raise NormaliseError(field, raw, f"must be a year between {EARLIEST_YEAR} and {LATEST_YEAR}")
+        return f"must be a year between {EARLIEST_YEAR} and {LATEST_YEAR}"
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone(default_zone))
     return value.astimezone(UTC)
@@ -124,16 +135,23 @@ class Row:
 
     def __init__(self, record: Mapping[str, Any]) -> None:
         self.record = record
-        self._index: dict[str, tuple[str, Any]] = {}
-        for key, value in record.items():
-            if isinstance(key, str):
-                self._index.setdefault(canon(key), (key, value))
+        self._index: dict[str, tuple[str, Any]] | None = None
+
+    def _lookup(self, name: str) -> tuple[str, Any] | None:
+        if name in self.record:  # the common case: the column is spelt as expected
+            return name, self.record[name]
+        if self._index is None:
+            self._index = {}
+            for key, value in self.record.items():
+                if isinstance(key, str):
+                    self._index.setdefault(canon(key), (key, value))
+        return self._index.get(canon(name))
 
     def _find(self, names: tuple[str, ...]) -> tuple[str, Any]:
         """The first of `names` holding a value, else the first present (blank), else the first name."""
         blank = None
         for name in names:
-            hit = self._index.get(canon(name))
+            hit = self._lookup(name)
             if hit is not None:
                 if text_value(hit[1]) is not None:
                     return hit
@@ -141,7 +159,7 @@ class Row:
         return blank or (names[0], None)
 
     def has(self, *names: str) -> bool:
-        return any(canon(name) in self._index for name in names)
+        return any(self._lookup(name) is not None for name in names)
 
     def text(self, *names: str) -> str | None:
         return text_value(self._find(names)[1])

@@ -79,7 +79,8 @@ class OrderLedger:
         return dict(self.conn.execute(sql + " GROUP BY sku", params).fetchall())
 
     def position(self, order_number: str, until: str | None = None) -> LedgerPosition:
-        return LedgerPosition(self.ordered(order_number), self.despatched(order_number, until))
+        ordered = self.ordered(order_number)
+        return LedgerPosition(ordered, self.despatched(order_number, until) if ordered else {})
 
 
 def _parcels(parcels: Iterable[Parcel | Mapping[str, Any]]) -> list[Parcel]:
@@ -103,15 +104,21 @@ def total_items(parcels: Sequence[Parcel]) -> dict[str, int]:
 
 
 def _fingerprint(granularity: str, parcels: Sequence[Parcel], items: Mapping[str, int]) -> str:
-    picture = {
-        "granularity": granularity,
-        "parcels": sorted(
-            (p.model_dump(mode="json", exclude_none=True, exclude={"weight_kg"}) for p in parcels),
-            key=lambda p: json.dumps(p, sort_keys=True),
-        ),
-        "items": sorted(items.items()),
-    }
-    return hashlib.sha256(json.dumps(picture, sort_keys=True).encode()).hexdigest()
+    """A digest of what is known about a shipment (parcels in any order), to tell news from repeats."""
+    described = sorted(
+        repr(
+            (
+                p.parcel_id,
+                p.tracking_number,
+                p.tracking_url,
+                tuple(p.ship_method.model_dump().values()) if p.ship_method else None,
+                sorted((i.sku, i.line_id or "", i.quantity) for i in p.items),
+            )
+        )
+        for p in parcels
+    )
+    picture = repr((granularity, described, sorted(items.items())))
+    return hashlib.sha256(picture.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -208,7 +215,7 @@ class Shipments:
                 return None
             dedupe_key = f"{dedupe_key}|v:{fingerprint[:16]}"
         despatched = despatched_at.isoformat()
-        self._store_items(shipment_id, order_number, contents, despatched)
+        self._store_items(shipment_id, order_number, contents, despatched, replace=previous is not None)
         position = ctx.ledger.position(order_number, despatched) if order_number else None
         is_final: bool | None = final
         if is_final is None and position is not None and position.known:
@@ -265,9 +272,14 @@ class Shipments:
                 ctx.ship_method(parcel.ship_method, event.event_id)
         return event
 
-    def _store_items(self, shipment_id: str, order_number: str | None, items: Mapping[str, int], at: str) -> None:
+    def _store_items(
+        self, shipment_id: str, order_number: str | None, items: Mapping[str, int], at: str, replace: bool
+    ) -> None:
         conn = self.ctx.conn
-        conn.execute("DELETE FROM shipment_items WHERE system = ? AND shipment_id = ?", (self.ctx.system, shipment_id))
+        if replace:
+            conn.execute(
+                "DELETE FROM shipment_items WHERE system = ? AND shipment_id = ?", (self.ctx.system, shipment_id)
+            )
         conn.executemany(
             "INSERT INTO shipment_items (system, shipment_id, order_number, sku, quantity, despatched_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",

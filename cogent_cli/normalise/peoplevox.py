@@ -102,7 +102,7 @@ class DespatchLine:
 
 
 def despatch_group(record: Record, _config: Config) -> str:
-    return Row(record).required("Despatch number")
+    return str(record.get("Despatch number") or Row(record).required("Despatch number"))
 
 
 def despatch_key(record: Record) -> str:
