@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -236,11 +236,3 @@ def pull_drop_folder(
         if normalise and files.stored:
             result.normalised = Inbox(store).normalise_pending(workspace.config)
     return result
-
-
-def describe_streams(workspace: Workspace, system: str) -> Mapping[str, Any]:
-    """The streams of `system` and their stored cursors (for `cogent pull SYSTEM --status`)."""
-    check_system(system)
-    known = cursors(workspace)
-    prefix = f"{system}/"
-    return {name.removeprefix(prefix): cursor for name, cursor in known.items() if name.startswith(prefix)}

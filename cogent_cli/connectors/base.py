@@ -170,7 +170,6 @@ class SourceHTTP:
             timeout=timeout,
             headers={"User-Agent": "cogent-cli", **(headers or {})},
         )
-        self.requests = 0
 
     def close(self) -> None:
         self.client.close()
@@ -179,7 +178,6 @@ class SourceHTTP:
         """Send, retrying what is transient; any other response is returned for the caller to judge."""
         problem = ""
         for attempt in range(self.retry.attempts):
-            self.requests += 1
             try:
                 response = self.client.request(method, url, **kwargs)
             except httpx.TransportError as exc:
