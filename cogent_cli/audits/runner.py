@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+from sqlite_utils import Database
 
 from cogent_cli.audits.context import AuditContext
 from cogent_cli.audits.loader import AuditLoadError, Registry, error_line
@@ -211,48 +212,41 @@ class AuditRunner:
         ]
         result = AuditResult(audit=audit, run_id=None, started_at=started, findings=findings, fixed=fixed)
         with self.store.transaction() as db:
-            run_id = (
-                db["audit_runs"]
-                .insert(
-                    {
-                        "audit": audit.name,
-                        "started_at": started,
-                        "finished_at": _now(),
-                        "status": "ok",
-                        "since": since.isoformat() if since else None,
-                        "counts": json.dumps(result.counts()),
-                    }
-                )
-                .last_pk
-            )
+            result.run_id = _insert_run(db, audit, started, since, "ok", result.counts())
             db["audit_findings"].insert_all(
                 (
-                    {**f.to_dict(), "run_id": run_id, "evidence": json.dumps(f.evidence, default=str)}
+                    {**f.to_dict(), "run_id": result.run_id, "evidence": json.dumps(f.evidence, default=str)}
                     for f in findings + fixed
                 ),
                 batch_size=500,
             )
-        result.run_id = run_id
         return result
 
     def _failed(self, audit: Audit, started: str, since: datetime | None, error: str) -> AuditResult:
         with self.store.transaction() as db:
-            run_id = (
-                db["audit_runs"]
-                .insert(
-                    {
-                        "audit": audit.name,
-                        "started_at": started,
-                        "finished_at": _now(),
-                        "status": "failed",
-                        "error": error,
-                        "since": since.isoformat() if since else None,
-                        "counts": "{}",
-                    }
-                )
-                .last_pk
-            )
+            run_id = _insert_run(db, audit, started, since, "failed", {}, error)
         return AuditResult(audit=audit, run_id=run_id, started_at=started, error=error)
+
+
+def _insert_run(
+    db: Database,
+    audit: Audit,
+    started: str,
+    since: datetime | None,
+    status: str,
+    counts: dict[str, int],
+    error: str | None = None,
+) -> int:
+    row = {
+        "audit": audit.name,
+        "started_at": started,
+        "finished_at": _now(),
+        "status": status,
+        "error": error,
+        "since": since.isoformat() if since else None,
+        "counts": json.dumps(counts),
+    }
+    return int(db["audit_runs"].insert(row).last_pk)
 
 
 def reached(results: list[AuditResult], fail_on: Severity) -> bool:
