@@ -76,17 +76,32 @@ class Health:
     rate_budget: dict[str, Any]
     breaches: list[Breach] = field(default_factory=list)
 
+    teams: list[str] = field(default_factory=list)
+
     def to_json(self) -> dict[str, Any]:
+        """Everything, plus flat summaries that playbook checks and monitors can address by path."""
         data = asdict(self)
-        data["open_exceptions_by_owner"] = self.open_by_owner()
         data["healthy"] = not self.breaches
+        data["open_exceptions_by_owner"] = self.open_by_owner()
+        data["oldest_open_exception_minutes"] = self.oldest_exception_minutes()
+        data["outbox_depth"] = {lane.lane: lane.depth for lane in self.lanes}
+        data["outbox_oldest_minutes"] = {lane.lane: lane.oldest_age_minutes or 0 for lane in self.lanes}
+        data["quarantined_total"] = sum(s.quarantined for s in self.sources)
         return data
 
     def open_by_owner(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
+        totals = dict.fromkeys(self.teams, 0)
         for group in self.exceptions:
             totals[group.owner] = totals.get(group.owner, 0) + group.open
         return totals
+
+    def oldest_exception_minutes(self) -> dict[str, float]:
+        now = parse_time(self.generated_at)
+        ages = dict.fromkeys(self.teams, 0.0)
+        for group in self.exceptions:
+            age = _minutes(parse_time(group.oldest_created_at), now) if now else None
+            ages[group.owner] = max(ages.get(group.owner, 0.0), age or 0.0)
+        return ages
 
 
 def _sources(store: Store, config: Config, now: datetime) -> list[SourceHealth]:
@@ -252,6 +267,7 @@ def collect_health(store: Store, config: Config, now: datetime | None = None) ->
             for s in list_schedules(store, now)
         ],
         rate_budget=_rate_budget(store, now),
+        teams=sorted({*config.owners.values(), *config.status.max_open_exceptions, *config.alerts} - {"default"}),
     )
     health.breaches = _breaches(config, health)
     return health

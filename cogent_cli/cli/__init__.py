@@ -23,12 +23,15 @@ from cogent_cli.cli import (
     exceptions,
     inbox,
     ingest,
+    listen,
     merge,
     playbook,
     pull,
+    report,
     runs,
     sandbox,
     schedule,
+    status,
     sync,
     workspace,
 )
@@ -105,22 +108,21 @@ workspace.register(app)
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(auth.app, name="auth")
+app.command("pull")(pull.pull)
+app.command("ingest")(ingest.ingest)
+app.add_typer(inbox.app, name="inbox")
 sync.register(app)
 app.add_typer(runs.app, name="runs")
 app.add_typer(exceptions.app, name="exceptions")
 app.add_typer(schedule.app, name="schedule")
 app.command("demo")(demo.demo)
-app.command("pull")(pull.pull)
-sync.register(app)
-app.add_typer(runs.app, name="runs")
-app.add_typer(exceptions.app, name="exceptions")
-app.add_typer(schedule.app, name="schedule")
-app.command("ingest")(ingest.ingest)
-app.add_typer(inbox.app, name="inbox")
+status.register(app)
+report.register(app)
 app.add_typer(playbook.app, name="playbook")
 app.add_typer(sandbox.app, name="sandbox")
 app.command("audit")(audit.audit)
 app.add_typer(merge.app, name="merge")
+app.command("listen")(listen.listen)
 
 
 def main() -> None:

@@ -14,9 +14,7 @@ from cogent_cli.report import render_report
 
 def report(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML file.")] = Path(
-        "report.html"
-    ),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML file.")] = Path("report.html"),
     since: Annotated[
         datetime | None, typer.Option("--since", formats=["%Y-%m-%d"], help="First day covered (default: 30 days ago).")
     ] = None,

@@ -42,8 +42,12 @@ def _render(health: Health) -> None:
     runs = Table("run", "started", "finished", "status", "exit", "sent", title="Last sync runs")
     for run in health.runs:
         runs.add_row(
-            str(run["id"]), run["started_at"] or "-", run["finished_at"] or "-", run["status"] or "-",
-            str(run["exit_status"]), str(run["sent"] or 0),
+            str(run["id"]),
+            run["started_at"] or "-",
+            run["finished_at"] or "-",
+            run["status"] or "-",
+            str(run["exit_status"]),
+            str(run["sent"] or 0),
         )
     console.print(runs if health.runs else "Sync runs: none yet")
     for schedule in health.schedules:

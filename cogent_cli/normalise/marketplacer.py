@@ -29,6 +29,7 @@ path into the node. The delivery's `Marketplacer-Sequence` header is kept as `so
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -227,11 +228,25 @@ def _order_status(flags: list[str]) -> str:
 # -- invoices --------------------------------------------------------------------------------------
 
 
-def _previous_quantities(ctx: NormaliseContext, order_number: str) -> dict[str, int]:
+def _ledger_quantities(ctx: NormaliseContext, order_number: str) -> dict[str, int]:
     rows = ctx.conn.execute(
         "SELECT sku, ordered FROM order_lines WHERE order_number = ? AND system = ?", (order_number, SYSTEM)
     )
     return dict(rows.fetchall())
+
+
+def _last_invoice_quantities(ctx: NormaliseContext, order_number: str, invoice_id: str) -> dict[str, int] | None:
+    """Line quantities of this invoice as last announced (placed or edited), if it was announced."""
+    rows = ctx.conn.execute(
+        "SELECT body FROM events WHERE order_number = ? AND system = ?"
+        " AND event_type IN ('order.placed', 'order.edited') ORDER BY rowid DESC",
+        (order_number, SYSTEM),
+    )
+    for (body,) in rows:
+        event = json.loads(body)
+        if (event.get("order_ref") or {}).get("sub_order_id") == invoice_id:
+            return _quantities(event["data"]["lines"])
+    return None
 
 
 def _invoice_events(ctx: NormaliseContext, invoice: Node, origin: _Origin, event_name: str | None):
@@ -267,11 +282,12 @@ def _invoice_events(ctx: NormaliseContext, invoice: Node, origin: _Origin, event
         **common,
     )
     if order_number and lines:
-        previous = _previous_quantities(ctx, order_number)
+        # Compared per invoice: the other sellers' invoices of the same order are not this one's lines.
+        previous = _last_invoice_quantities(ctx, order_number, invoice_id) or {}
         changes = [
             {"path": f"lines[{sku}].quantity", "old": previous.get(sku), "new": quantities.get(sku)}
             for sku in sorted(set(previous) | set(quantities))
-            if previous.get(sku) != quantities.get(sku) and (sku in quantities or sku in previous)
+            if previous.get(sku) != quantities.get(sku)
         ]
         if event_name == "update" and previous and changes:
             fingerprint = ",".join(f"{sku}={qty}" for sku, qty in sorted(quantities.items()))
@@ -370,7 +386,7 @@ def _shipment_event(
     order_ref = _order_ref(ctx, invoice, fallback_id=None)
     if order_ref and order_ref.order_number and invoice is not None and invoice.has("lineItems"):
         quantities = _quantities(_order_lines(ctx, invoice, None))
-        known = _previous_quantities(ctx, order_ref.order_number)
+        known = _ledger_quantities(ctx, order_ref.order_number)
         if known != {**known, **quantities}:
             ctx.ledger.record_order(order_ref.order_number, quantities, system=SYSTEM, at=despatched_at, replace=False)
     return ctx.shipments.despatch(

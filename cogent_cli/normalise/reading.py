@@ -19,7 +19,11 @@ from typing import Any
 from cogent_cli.normalise.base import NormaliseError
 from cogent_cli.normalise.fields import EARLIEST_YEAR, LATEST_YEAR, parse_bool, parse_int
 
-_MONEY_NOISE = re.compile(r"[^\d.\-]")
+# Larger amounts are corrupt data, and would overflow decimal arithmetic (pro-rata rounding).
+MAX_AMOUNT_DIGITS = 15
+# An ISO code before or after the number ("AUD 25.00", "25.00 AUD"), then symbols and spaces ("A$ 25").
+_CURRENCY_AFFIX = re.compile(r"^[A-Za-z]{3}\s*|\s*[A-Za-z]{3}$")
+_MONEY_NOISE = re.compile(r"[^\d.eE+\-]")
 _CURRENCY_CODE = re.compile(r"\b([A-Z]{3})\b")
 
 
@@ -121,15 +125,19 @@ class Node:
         if isinstance(value, int | float):
             number = Decimal(str(value))
         elif isinstance(value, str):
+            text = _CURRENCY_AFFIX.sub("", value.strip().replace(",", ""))
             try:
-                number = Decimal(_MONEY_NOISE.sub("", value.replace(",", "")))
+                number = Decimal(_MONEY_NOISE.sub("", text))
             except InvalidOperation:
                 raise self.error(key, "must be a number") from None
         else:
             raise self.error(key, "must be a number")
         if not number.is_finite():
             raise self.error(key, "must be a finite number")
-        return number
+        if number.adjusted() >= MAX_AMOUNT_DIGITS:
+            raise self.error(key, f"must be below 10^{MAX_AMOUNT_DIGITS}")
+        # 1E+3 -> 1000, so amounts always print as plain decimals.
+        return number.quantize(Decimal(1)) if number.as_tuple().exponent > 0 else number
 
     def opt_currency(self, key: str) -> str | None:
         """The ISO 4217 code inside a money string ("25.00 AUD"), if it names one."""

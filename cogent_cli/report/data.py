@@ -118,9 +118,7 @@ def _audits(store: Store) -> list[AuditSection]:
     )
     for run in list(latest):
         findings = list(
-            store.db.query(
-                "select * from audit_findings where run_id = ? order by severity, id", [run["run_id"]]
-            )
+            store.db.query("select * from audit_findings where run_id = ? order by severity, id", [run["run_id"]])
         )
         current = [f for f in findings if f["state"] != "fixed"]
         finished = next(store.db.query("select finished_at from audit_runs where id = ?", [run["run_id"]]))
@@ -205,4 +203,3 @@ def collect_report(store: Store, config: Config, since: date | None = None, now:
         health=collect_health(store, config, now),
         operating=operating_documentation(store, config),
     )
-

@@ -58,8 +58,9 @@ def _configure(workspace: Workspace, text: str) -> Workspace:
 
 def test_breach_alerts_its_owner_once_per_incident(workspace: Workspace, receiver: Receiver):
     workspace = _configure(
-        workspace, f'[alerts.ops]\nwebhook_url = "{receiver.url("/ops-hook")}"\n'
-        f'[alerts.ecommerce]\nwebhook_url = "{receiver.url("/ecom-hook")}"\n'
+        workspace,
+        f'[alerts.ops]\nwebhook_url = "{receiver.url("/ops-hook")}"\n'
+        f'[alerts.ecommerce]\nwebhook_url = "{receiver.url("/ecom-hook")}"\n',
     )
     with workspace.store() as store:
         first = raise_alerts(store, workspace.config, [LAG], HEALTH_SCOPES, NOW)
@@ -90,7 +91,9 @@ def test_resolved_incident_alerts_again_when_it_returns(workspace: Workspace, re
 
 def test_evaluation_only_resolves_incidents_in_its_scope(workspace: Workspace, receiver: Receiver):
     workspace = _configure(workspace, f'[alerts.default]\nwebhook_url = "{receiver.url("/all")}"\n')
-    audit = Breach("audit:refunds:ORD-1", "audit_finding", "ecommerce", "refund above order value", "cogent audit refunds")
+    audit = Breach(
+        "audit:refunds:ORD-1", "audit_finding", "ecommerce", "refund above order value", "cogent audit refunds"
+    )
     with workspace.store() as store:
         raise_alerts(store, workspace.config, [audit], ["audit:refunds:"], NOW)
         raise_alerts(store, workspace.config, [], HEALTH_SCOPES, NOW + timedelta(minutes=1))
@@ -114,7 +117,7 @@ def test_failed_delivery_is_retried_on_the_next_run(workspace: Workspace, receiv
 
 def test_email_command_receives_the_alert_on_stdin(workspace: Workspace, tmp_path: Path):
     out = tmp_path / "mail.txt"
-    workspace = _configure(workspace, f"[alerts.ops]\nemail_command = \"cat > {out}\"\n")
+    workspace = _configure(workspace, f'[alerts.ops]\nemail_command = "cat > {out}"\n')
     with workspace.store() as store:
         deliveries = raise_alerts(store, workspace.config, [LAG], HEALTH_SCOPES, NOW)
     assert [(d.channel, d.ok) for d in deliveries] == [("email", True)]

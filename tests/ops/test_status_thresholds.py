@@ -23,30 +23,47 @@ def _ago(minutes: float) -> str:
 def _inbox(db, system: str, status: str = "normalised", minutes: float = 5, key: str = "k") -> None:
     db["inbox"].insert(
         {
-            "system": system, "route": "pull", "kind": "despatch_summary", "idempotency_key": key,
-            "received_at": _ago(minutes), "headers": "{}", "body": "{}", "status": status, "attempts": 1,
+            "system": system,
+            "route": "pull",
+            "kind": "despatch_summary",
+            "idempotency_key": key,
+            "received_at": _ago(minutes),
+            "headers": "{}",
+            "body": "{}",
+            "status": status,
+            "attempts": 1,
         }
     )
 
 
 def _event(db, system: str, minutes: float, event_id: str = "e1") -> None:
     db["events"].insert(
-        {"event_id": event_id, "event_type": "shipment.despatched", "system": system, "occurred_at": _ago(minutes),
-         "body": "{}"}
+        {
+            "event_id": event_id,
+            "event_type": "shipment.despatched",
+            "system": system,
+            "occurred_at": _ago(minutes),
+            "body": "{}",
+        }
     )
 
 
 def _outbox(db, lane: int, minutes: float, status: str = "pending", key: str = "op1") -> None:
     db["outbox"].insert(
-        {"op_key": key, "event_id": key, "kind": "event", "lane": lane, "status": status, "payload": "{}",
-         "enqueued_at": _ago(minutes)}
+        {
+            "op_key": key,
+            "event_id": key,
+            "kind": "event",
+            "lane": lane,
+            "status": status,
+            "payload": "{}",
+            "enqueued_at": _ago(minutes),
+        }
     )
 
 
 def _exception(db, owner: str, minutes: float, cls: str = "validation_error") -> None:
-    db["sync_exceptions"].insert(
-        {"class": cls, "owner": owner, "status": "open", "created_at": _ago(minutes)}
-    )
+    db["sync_exceptions"].insert({"class": cls, "owner": owner, "status": "open", "created_at": _ago(minutes)})
 
 
 def _keys(workspace: Workspace) -> list[str]:
@@ -102,14 +119,23 @@ def test_open_exceptions_per_owner_breach_only_over_their_limit(workspace: Works
 @pytest.mark.parametrize("fmt", ["table", "json"])
 def test_status_exits_5_on_breach(workspace: Workspace, runner: CliRunner, fmt: str):
     with workspace.store() as store:
-        _exception(store.db, "ops", 5, "unmapped_ship_method")
+        seven_minutes_ago = datetime.now(UTC) - timedelta(minutes=7)
+        store.db["sync_exceptions"].insert(
+            {
+                "class": "unmapped_ship_method",
+                "owner": "ops",
+                "status": "open",
+                "created_at": seven_minutes_ago.isoformat(),
+            }
+        )
     result = runner.invoke(app, ["-w", str(workspace.root), "status", "--format", fmt])
     assert result.exit_code == ExitStatus.THRESHOLD
     assert "cogent exceptions list --owner ops" in result.output
     if fmt == "json":
         data = json.loads(result.stdout)
         assert data["healthy"] is False
-        assert data["open_exceptions_by_owner"] == {"ops": 1}
+        assert data["open_exceptions_by_owner"] == {"cx": 0, "ecommerce": 0, "ops": 1}
+        assert 7 <= data["oldest_open_exception_minutes"]["ops"] < 60
         assert [b["key"] for b in data["breaches"]] == ["exceptions:ops"]
 
 

@@ -183,6 +183,14 @@ def test_update_that_changes_quantities_is_an_edit(feed: Pipeline) -> None:
     assert feed.feed("marketplacer", "marketplacer_webhook", envelope(invoice_node(lineItems=lines, note="x"))) == []
 
 
+def test_another_sellers_invoice_of_the_same_order_is_not_an_edit(feed: Pipeline) -> None:
+    order = {"legacyId": 900}
+    feed.feed("marketplacer", "marketplacer_webhook", envelope(invoice_node(order=order), "create"))
+    other = invoice_node(id="SW52b2ljZS0y", order=order, lineItems=[{"id": "L9", "variantSku": "SKU-9", "quantity": 1}])
+    feed.feed("marketplacer", "marketplacer_webhook", envelope(other, "create"))
+    assert feed.feed("marketplacer", "marketplacer_webhook", envelope(invoice_node(order=order))) == []
+
+
 def test_cancelled_flag_cancels_the_order(feed: Pipeline) -> None:
     feed.feed("marketplacer", "marketplacer_webhook", envelope(invoice_node(), "create"))
     [cancelled] = feed.feed(
