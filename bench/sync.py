@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cogent_cli.demo import create_catalog
 from cogent_cli.events import Source, dump_event, make_event
 from cogent_cli.klaviyo.client import KlaviyoClient
-from cogent_cli.klaviyo.models import CatalogItemIn, CatalogVariantIn
 from cogent_cli.klaviyo.spec import operations
 from cogent_cli.sandbox.server import run_sandbox
 from cogent_cli.sync.engine import SyncOptions, default_client_factory, run_sync
@@ -120,28 +120,6 @@ def write_workspace(root: Path, base_url: str, rate_scale: float, events: list[A
     return workspace
 
 
-async def create_catalog(base_url: str, rate_scale: float) -> None:
-    async with KlaviyoClient(KEY, base_url=base_url, rate_scale=rate_scale) as client:
-
-        async def one(sku: str) -> None:
-            url = f"https://bench.shop/{sku}"
-            await client.create_catalog_item(CatalogItemIn(external_id=sku, title=sku, description=sku, url=url))
-            await client.create_catalog_variant(
-                CatalogVariantIn(
-                    item_id=sku,
-                    external_id=sku,
-                    title=sku,
-                    description=sku,
-                    sku=sku,
-                    inventory_quantity=0,
-                    price=1,
-                    url=url,
-                )
-            )
-
-        await asyncio.gather(*(one(sku) for sku in SKUS))
-
-
 def ceiling_per_minute(requests_by_operation: dict[str, int], rate_scale: float, events: int) -> float:
     """Events per minute if every endpoint ran at its steady limit, all in parallel."""
     ops = operations()
@@ -194,7 +172,7 @@ def main() -> None:
         print(f"generating {args.events:,} mixed events ...", file=sys.stderr)
         events = mixed_events(args.events)
         workspace = write_workspace(Path(tmp) / "ws", sandbox.base_url, args.rate_scale, events)
-        asyncio.run(create_catalog(sandbox.base_url, args.rate_scale))
+        asyncio.run(create_catalog(sandbox.base_url, SKUS, api_key=KEY, rate_scale=args.rate_scale))
         clients: list[KlaviyoClient] = []
 
         @asynccontextmanager

@@ -57,8 +57,11 @@ def _configure(workspace: Workspace, base_url: str, drop_dir: Path, ship_methods
     workspace.config_path.write_text(text, encoding="utf-8")
 
 
-async def _catalog(base_url: str, skus: list[str]) -> None:
-    async with KlaviyoClient(DEMO_KEY, base_url=base_url, rate_scale=RATE_SCALE) as client:
+async def create_catalog(
+    base_url: str, skus: list[str], *, api_key: str = DEMO_KEY, rate_scale: float = RATE_SCALE
+) -> None:
+    """One catalog item and variant per SKU, out of stock, in the sandbox's Klaviyo."""
+    async with KlaviyoClient(api_key, base_url=base_url, rate_scale=rate_scale) as client:
 
         async def one(sku: str) -> None:
             url = f"https://demo.shop.test/p/{sku.lower()}"
@@ -128,7 +131,7 @@ def run_demo(
                 )
             )
         step(f"Creating {max(len(skus) - MISSING_FROM_CATALOG, 0)} catalog variants in the sandbox's Klaviyo")
-        asyncio.run(_catalog(sandbox.base_url, skus[MISSING_FROM_CATALOG:]))
+        asyncio.run(create_catalog(sandbox.base_url, skus[MISSING_FROM_CATALOG:]))
         step("Syncing to Klaviyo")
         report.sync = run_sync(workspace, SyncOptions(command="demo"), progress=progress)
         db = sandbox.db
