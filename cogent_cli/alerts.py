@@ -9,16 +9,20 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import httpx
 
 from cogent_cli.config import AlertTarget, Config, EnvRef
-from cogent_cli.health import Breach
+from cogent_cli.health import Breach, collect_health, parse_time
 from cogent_cli.logs import redact, register_secret
 from cogent_cli.state import Store
+
+if TYPE_CHECKING:
+    from cogent_cli.audits import AuditResult
 
 log = logging.getLogger(__name__)
 HEALTH_SCOPES = ("lag:", "quarantine:", "queue:", "exceptions:")
@@ -101,7 +105,8 @@ def notify(
     deliveries = []
     for breach in breaches:
         target = _target(config, breach.owner)
-        text = message(config, breach, now)
+        opened = next(store.db.query("select opened_at from incidents where key = ?", [breach.key]), {})
+        text = message(config, breach, parse_time(opened.get("opened_at")) or now)
         sent: list[Delivery] = []
         url = _url(target) if target else None
         if url:
@@ -114,11 +119,21 @@ def notify(
                     Delivery(breach.key, breach.owner, "webhook", False, redact(f"{type(exc).__name__}: {exc}"))
                 )
         if target and target.email_command:
-            done = subprocess.run(
-                target.email_command, shell=True, input=text, text=True, capture_output=True, timeout=60, check=False
-            )
-            detail = "delivered" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()[:200]}"
-            sent.append(Delivery(breach.key, breach.owner, "email", done.returncode == 0, detail))
+            try:
+                done = subprocess.run(
+                    target.email_command,
+                    shell=True,
+                    input=text,
+                    text=True,
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
+                ok = done.returncode == 0
+                detail = "delivered" if ok else f"exit {done.returncode}: {done.stderr.strip()[:200]}"
+            except (OSError, subprocess.SubprocessError) as exc:
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            sent.append(Delivery(breach.key, breach.owner, "email", ok, redact(detail)))
         if not sent:
             sent.append(
                 Delivery(breach.key, breach.owner, "none", False, f"no [alerts.{breach.owner}] or [alerts.default]")
@@ -148,3 +163,40 @@ def raise_alerts(
 ) -> list[Delivery]:
     now = now or datetime.now(UTC)
     return notify(store, config, open_incidents(store, breaches, scopes, now), now, transport)
+
+
+def audit_breaches(results: Sequence[AuditResult]) -> tuple[list[Breach], list[str]]:
+    """Error-level findings as breaches, and the scopes of the audits that ran (a fixed finding closes)."""
+    breaches = [
+        Breach(
+            f"audit:{finding.audit}:{finding.key}",
+            "audit_finding",
+            finding.owner,
+            f"{finding.audit}: {finding.title} ({finding.count} affected), first seen {finding.first_seen}",
+            f"cogent audit {finding.audit}",
+        )
+        for result in results
+        if result.ok
+        for finding in result.findings
+        if finding.severity == "error"
+    ]
+    return breaches, [f"audit:{result.audit.name}:" for result in results if result.ok]
+
+
+def alert_after_run(
+    store: Store,
+    config: Config,
+    audits: Sequence[AuditResult] = (),
+    now: datetime | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> list[Delivery]:
+    """What a command calls after its work: status-threshold breaches, plus the error-level findings of
+    the audits it ran. Nothing is recorded or sent when the workspace configures no [alerts]."""
+    if not config.alerts:
+        return []
+    now = now or datetime.now(UTC)
+    deliveries = raise_alerts(store, config, collect_health(store, config, now).breaches, HEALTH_SCOPES, now, transport)
+    if audits:
+        breaches, scopes = audit_breaches(audits)
+        deliveries += raise_alerts(store, config, breaches, scopes, now, transport)
+    return deliveries

@@ -13,7 +13,7 @@ from rich.table import Table
 from cogent_cli.audits import AuditResult, AuditRunner, load_registry, reached
 from cogent_cli.audits.merges import export_merges
 from cogent_cli.audits.render import business_keys, render, summary
-from cogent_cli.cli.common import stderr, stdout, workspace_from
+from cogent_cli.cli.common import alert, stderr, stdout, workspace_from
 from cogent_cli.errors import ExitStatus, UsageError
 
 FORMATS = ("table", "json", "csv", "md", "html")
@@ -56,7 +56,8 @@ def audit(
     """Run an audit (or `all`), show a summary by severity and owner, then the findings.
 
     Every run is stored, so findings are marked new, persisting, or fixed since the previous run.
-    Exit status 3 when a finding reaches --fail-on, 1 when an audit could not run.
+    Exit status 3 when a finding reaches --fail-on, 1 when an audit could not run. New error-level
+    findings (and status-threshold breaches) are alerted to their owners once, per [alerts] in cogent.toml.
 
     Example: cogent audit ship-methods --format md --output ship-methods.md --fail-on warning
     """
@@ -75,6 +76,7 @@ def audit(
         names = runner.enabled() if name == "all" else [registry.get(name).name]
         with err.status("Auditing...") as status:
             results = runner.run(names, since=_since(since), progress=lambda n: status.update(f"Auditing {n}..."))
+    alert(workspace, results)
     for failure in registry.failures:
         err.print(f"[bold red]Broken audit:[/] {failure.message}", soft_wrap=True, markup=True, highlight=False)
     if export_merges_to is not None:

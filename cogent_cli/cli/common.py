@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
-from cogent_cli.logs import JsonLinesWriter, log_format
+from cogent_cli.logs import JsonLinesWriter, log_format, redact
 from cogent_cli.workspace import Workspace, find_workspace
 
 if TYPE_CHECKING:
     from typer._click.formatting import HelpFormatter  # typer ships its own click
+
+    from cogent_cli.audits import AuditResult
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 EXAMPLE = re.compile(r"^[ \t]*Example:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
@@ -44,6 +48,24 @@ def stderr() -> Console:
 def workspace_from(ctx: typer.Context) -> Workspace:
     options: GlobalOptions = ctx.find_root().obj or GlobalOptions()
     return find_workspace(options.workspace)
+
+
+def alert(workspace: Workspace, audits: Sequence[AuditResult] = ()) -> None:
+    """Tell the owning teams about incidents opened by this command's outcome (once per incident).
+
+    Alerting never fails the command: a delivery that did not arrive is a warning, retried next run.
+    """
+    from cogent_cli.alerts import alert_after_run
+
+    try:
+        with workspace.store() as store:
+            deliveries = alert_after_run(store, workspace.config, audits)
+    except Exception as exc:  # the command's own work is done; alerting must not change its exit status
+        stderr().print(f"[yellow]Warning:[/] alerts were not evaluated: {escape(redact(str(exc)))}")
+        return
+    for delivery in deliveries:
+        if delivery.ok:
+            stderr().print(f"Alerted {escape(delivery.owner)} by {delivery.channel}: {escape(delivery.key)}")
 
 
 def print_json(data: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cogent_cli.cli.common import new_typer, print_json, stderr, stdout, workspace_from
+from cogent_cli.cli.common import alert, new_typer, print_json, stderr, stdout, workspace_from
 from cogent_cli.errors import ExitStatus
 from cogent_cli.sync import schedule as schedules
 
@@ -69,6 +69,8 @@ def remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Schedul
 def run_due(ctx: typer.Context) -> None:
     """Run every schedule that is due (meant for a crontab line every minute); records each outcome.
 
+    Afterwards, threshold breaches (see `cogent status`) are alerted to their owners, once per incident.
+
     Example: cogent schedule run-due
     """
     workspace = workspace_from(ctx)
@@ -76,6 +78,7 @@ def run_due(ctx: typer.Context) -> None:
         outcomes = schedules.run_due(store, workspace.root)
     for outcome in outcomes:
         stderr().print(f"{outcome.name} (due {outcome.due_at}): {outcome.outcome}")
+    alert(workspace)
     if any(o.exit_status not in (0, ExitStatus.LOCKED) for o in outcomes):
         raise typer.Exit(int(ExitStatus.ERROR))
 

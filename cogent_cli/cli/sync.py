@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cogent_cli.cli.common import print_json, stderr, stdout, workspace_from
+from cogent_cli.cli.common import alert, print_json, stderr, stdout, workspace_from
 from cogent_cli.config import SOURCE_SYSTEMS
 from cogent_cli.errors import ExitStatus, UsageError
 from cogent_cli.sync.engine import (
@@ -130,7 +130,8 @@ def sync(
 ) -> None:
     """Deliver new events to Klaviyo: transactional first, then profiles and catalog, history last.
 
-    Exits 4 when another run holds the workspace lock, 7 when Klaviyo stayed unavailable.
+    Exits 4 when another run holds the workspace lock, 7 when Klaviyo stayed unavailable. Afterwards,
+    status-threshold breaches are alerted to their owners per [alerts] in cogent.toml, once per incident.
 
     Example: cogent sync --source peoplevox --max-minutes 4
     """
@@ -152,6 +153,7 @@ def sync(
     with lane_progress() as progress:
         summary = run_sync(workspace, options, progress=progress)
     print_summary(summary, as_json)
+    alert(workspace)
     if summary.exit_status:
         raise typer.Exit(summary.exit_status)
     if summary.deferred and not sum(summary.sent.values()):

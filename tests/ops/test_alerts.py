@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,50 +10,15 @@ import pytest
 from cogent_cli.alerts import HEALTH_SCOPES, raise_alerts
 from cogent_cli.health import Breach
 from cogent_cli.workspace import Workspace
+from tests.ops.conftest import Receiver, configure
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LAG = Breach("lag:peoplevox", "source_lag", "ops", "peoplevox: newest fact is 300 min old", "cogent pull peoplevox")
 EXC = Breach("exceptions:ecommerce", "open_exceptions", "ecommerce", "30 open exceptions", "cogent exceptions list")
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.received: list[dict] = []
-        self.status = 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append({"path": self.path, "json": json.loads(body)})
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-
-
-def _configure(workspace: Workspace, text: str) -> Workspace:
-    workspace.config_path.write_text(workspace.config_path.read_text() + "\n" + text)
-    return Workspace(workspace.root)
-
-
 def test_breach_alerts_its_owner_once_per_incident(workspace: Workspace, receiver: Receiver):
-    workspace = _configure(
+    workspace = configure(
         workspace,
         f'[alerts.ops]\nwebhook_url = "{receiver.url("/ops-hook")}"\n'
         f'[alerts.ecommerce]\nwebhook_url = "{receiver.url("/ecom-hook")}"\n',
@@ -77,7 +38,7 @@ def test_breach_alerts_its_owner_once_per_incident(workspace: Workspace, receive
 
 
 def test_resolved_incident_alerts_again_when_it_returns(workspace: Workspace, receiver: Receiver):
-    workspace = _configure(workspace, f'[alerts.default]\nwebhook_url = "{receiver.url("/all")}"\n')
+    workspace = configure(workspace, f'[alerts.default]\nwebhook_url = "{receiver.url("/all")}"\n')
     with workspace.store() as store:
         raise_alerts(store, workspace.config, [LAG, EXC], HEALTH_SCOPES, NOW)
         raise_alerts(store, workspace.config, [EXC], HEALTH_SCOPES, NOW + timedelta(minutes=1))
@@ -90,7 +51,7 @@ def test_resolved_incident_alerts_again_when_it_returns(workspace: Workspace, re
 
 
 def test_evaluation_only_resolves_incidents_in_its_scope(workspace: Workspace, receiver: Receiver):
-    workspace = _configure(workspace, f'[alerts.default]\nwebhook_url = "{receiver.url("/all")}"\n')
+    workspace = configure(workspace, f'[alerts.default]\nwebhook_url = "{receiver.url("/all")}"\n')
     audit = Breach(
         "audit:refunds:ORD-1", "audit_finding", "ecommerce", "refund above order value", "cogent audit refunds"
     )
@@ -103,7 +64,7 @@ def test_evaluation_only_resolves_incidents_in_its_scope(workspace: Workspace, r
 
 
 def test_failed_delivery_is_retried_on_the_next_run(workspace: Workspace, receiver: Receiver):
-    workspace = _configure(workspace, f'[alerts.ops]\nwebhook_url = "{receiver.url("/ops")}"\n')
+    workspace = configure(workspace, f'[alerts.ops]\nwebhook_url = "{receiver.url("/ops")}"\n')
     receiver.status = 500
     with workspace.store() as store:
         failed = raise_alerts(store, workspace.config, [LAG], HEALTH_SCOPES, NOW)
@@ -117,7 +78,7 @@ def test_failed_delivery_is_retried_on_the_next_run(workspace: Workspace, receiv
 
 def test_email_command_receives_the_alert_on_stdin(workspace: Workspace, tmp_path: Path):
     out = tmp_path / "mail.txt"
-    workspace = _configure(workspace, f'[alerts.ops]\nemail_command = "cat > {out}"\n')
+    workspace = configure(workspace, f'[alerts.ops]\nemail_command = "cat > {out}"\n')
     with workspace.store() as store:
         deliveries = raise_alerts(store, workspace.config, [LAG], HEALTH_SCOPES, NOW)
     assert [(d.channel, d.ok) for d in deliveries] == [("email", True)]
@@ -129,7 +90,7 @@ def test_webhook_url_from_environment_never_reaches_the_log(
 ):
     secret_url = "http://127.0.0.1:9/services/T000/B000/very-secret-token"
     monkeypatch.setenv("OPS_HOOK", secret_url)
-    workspace = _configure(workspace, '[alerts.ops]\nwebhook_url = {env = "OPS_HOOK"}\n')
+    workspace = configure(workspace, '[alerts.ops]\nwebhook_url = {env = "OPS_HOOK"}\n')
     with workspace.store() as store:
         deliveries = raise_alerts(store, workspace.config, [LAG], HEALTH_SCOPES, NOW)
     assert [d.ok for d in deliveries] == [False]
