@@ -10,12 +10,14 @@ Ghosts: orders whose customer email has no profile, and profiles holding orders 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from cogent_cli.audits import AuditContext, Issue, audit
-from cogent_cli.audits.profiles import DedupeRules, email_key_sql, find_duplicates
+from cogent_cli.audits.profiles import DedupeRules, email_key_sql, find_duplicates, mailbox, scan_profiles
 
 ORDER_FACTS = ("order.placed", "order.edited", "shipment.despatched", "refund.processed", "return.lodged")
 
@@ -57,7 +59,8 @@ def klaviyo_profiles(ctx: AuditContext) -> Iterator[Issue]:
         last_name_similarity=params.last_name_similarity,
         name_similarity=params.name_similarity,
     )
-    for cluster in find_duplicates(ctx.db, rules):
+    scan = scan_profiles(ctx.db, rules)
+    for cluster in find_duplicates(ctx.db, rules, scan=scan):
         if cluster.confidence < params.min_confidence:
             continue
         survivor = next(p for p in cluster.members if p["id"] == cluster.survivor)
@@ -72,45 +75,37 @@ def klaviyo_profiles(ctx: AuditContext) -> Iterator[Issue]:
             email=survivor.get("email"),
             evidence={"cluster": cluster.as_evidence()},
         )
-    yield from _ghosts(ctx, rules)
+    yield from _ghosts(ctx, rules, scan.mailboxes)
 
 
-def _ghosts(ctx: AuditContext, rules: DedupeRules) -> Iterator[Issue]:
+def _ghosts(ctx: AuditContext, rules: DedupeRules, mailboxes: Container[str]) -> Iterator[Issue]:
     if not ctx.has_table("events"):
         return
-    fact_key = email_key_sql("email", rules)
-    profile_key = email_key_sql("p.email", rules)
     types = ", ".join(f"'{t}'" for t in ORDER_FACTS)
     since = "and occurred_at >= :since" if ctx.since else ""
     args = {"since": ctx.since.strftime("%Y-%m-%dT%H:%M:%S") if ctx.since else None}
-    missing = ctx.rows(
-        f"""
-        with facts as (
-            select {fact_key} as k, email, order_number, occurred_at from events
-            where email is not null and event_type in ({types}) {since}
-        )
-        select k, min(email) as email, count(distinct order_number) as orders,
-               group_concat(distinct order_number) as order_numbers, max(occurred_at) as last_order
-        from facts
-        where k is not null and k not in (
-            select {profile_key} from klaviyo_profiles p where p.email is not null
-        )
-        group by k order by k
-        """,
+    missing: dict[str, _Orders] = {}
+    for row in ctx.rows(
+        f"select email, order_number, occurred_at from events where email is not null and event_type in ({types}) {since}",
         args,
-    )
-    for row in missing:
-        orders = sorted((row["order_numbers"] or "").split(","))
+    ):
+        key = mailbox(row["email"], rules)
+        if key is not None and key not in mailboxes:
+            missing.setdefault(key, _Orders()).add(row)
+    for key, found in sorted(missing.items()):
+        orders = sorted(found.orders)
         yield Issue(
-            key=f"no-profile:{row['k']}",
-            title=f"{row['orders']} order(s) for {row['email']} but no Klaviyo profile has that email",
-            count=row["orders"],
-            email=row["email"],
+            key=f"no-profile:{key}",
+            title=f"{len(orders)} order(s) for {found.email} but no Klaviyo profile has that email",
+            count=len(orders),
+            email=found.email,
             order_number=orders[0] if orders else None,
-            evidence={"orders": orders[:20], "last_order": row["last_order"], "mailbox": row["k"]},
+            evidence={"orders": orders[:20], "last_order": found.last_order, "mailbox": key},
             fix="A guest checkout whose events went to another identifier (phone or external id), or were never "
             "sent: check `cogent exceptions list --class identity_conflict` and the profile holding the orders.",
         )
+    fact_key = email_key_sql(ctx.db, "email", rules)
+    profile_key = email_key_sql(ctx.db, "p.email", rules)
     wrong = ctx.rows(
         f"""
         with owners as (
@@ -142,3 +137,18 @@ def _ghosts(ctx: AuditContext, rules: DedupeRules) -> Iterator[Issue]:
             fix="Events were sent with a profile id or phone that belongs to someone else: fix the identity "
             "mapping, then move the events (re-send to the right profile) before any merge.",
         )
+
+
+@dataclass
+class _Orders:
+    """The orders of one mailbox that no profile has."""
+
+    email: str = ""
+    orders: set[str] = field(default_factory=set)
+    last_order: str = ""
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.email = min(self.email, row["email"]) if self.email else row["email"]
+        if row["order_number"] is not None:
+            self.orders.add(row["order_number"])
+        self.last_order = max(self.last_order, row["occurred_at"] or "")

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlite_utils import Database
 
-from cogent_cli.audits.profiles import DedupeRules, email_key_sql, normalised_emails
+from cogent_cli.audits.profiles import DedupeRules, mailbox
 from cogent_cli.config import AuditSettings, Config
 from cogent_cli.errors import CogentError
 from cogent_cli.events import NormalisedEvent, parse_event
@@ -113,14 +113,17 @@ class AuditContext:
     def profiles_by_email(self) -> dict[str, list[dict[str, Any]]]:
         """Mirrored profiles keyed by mailbox (the identity rules' normalised email)."""
         found: dict[str, list[dict[str, Any]]] = {}
-        key = email_key_sql("email", self.identity_rules())
-        for row in self.db.query(f"select {key} as _key, * from klaviyo_profiles where email is not null"):
-            row["properties"] = json.loads(row["properties"] or "{}")
-            found.setdefault(row.pop("_key"), []).append(row)
+        rules = self.identity_rules()
+        for row in self.db.query("select * from klaviyo_profiles where email is not null"):
+            key = mailbox(row["email"], rules)
+            if key is not None:
+                row["properties"] = json.loads(row["properties"] or "{}")
+                found.setdefault(key, []).append(row)
         return found
 
     def email_keys(self, emails: list[str]) -> dict[str, str | None]:
-        return normalised_emails(self.db, self.identity_rules(), emails)
+        rules = self.identity_rules()
+        return {email: mailbox(email, rules) for email in emails}
 
 
 def order_number_of(properties: dict[str, Any]) -> str | None:

@@ -1,23 +1,31 @@
 """Duplicate Klaviyo profiles: exact identifier matches and fuzzy name matches within a postcode.
 
-The heavy lifting runs inside SQLite (normalising, grouping, blocking), so a million profiles take
-seconds and little memory; Python only scores the few candidate pairs that blocking leaves.
+One pass over the mirror streams the identifier columns in chunks and groups the normalised keys in
+dictionaries, so a million profiles cost one table scan and no per-profile objects; rapidfuzz then
+scores only the name pairs that share a postcode block.
 
-Phone numbers become E.164 with the country code and trunk prefix of the workspace's default region
-taken from `phonenumbers`' metadata. Calling `phonenumbers.parse` per profile would be exact for more
-exotic formats but costs milliseconds each, which a million profiles cannot afford; the rules below give
+Emails become the mailbox key that identity resolution matches on (`normalise_email`). Phone numbers
+become E.164 with the country code and trunk prefix of the workspace's default region taken from
+`phonenumbers`' metadata. Calling `phonenumbers.parse` per profile would be exact for more exotic
+formats but costs a millisecond each, which a million profiles cannot afford; the rules below give
 the same result for the formats shops collect (+CC..., 00CC..., national with trunk prefix, "(0)").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import Any
 
 import phonenumbers
+from rapidfuzz import process
 from rapidfuzz.distance import JaroWinkler
 from sqlite_utils import Database
+
+from cogent_cli.config import IdentitySettings
+from cogent_cli.sync.identity import normalise_email
 
 # How sure an edge of each kind makes us that two profiles are one person.
 CONFIDENCE = {"external_id": 1.0, "email": 0.99, "phone": 0.95, "phone_only": 0.6}
@@ -35,6 +43,11 @@ PROFILE_COLUMNS = (
     "updated",
     "last_event_date",
 )
+# Rows fetched per round trip while scanning the mirror.
+SCAN_CHUNK = 20_000
+# A name block larger than this is compared in rapidfuzz's C loop instead of pair by pair in Python.
+LARGE_BLOCK = 48
+_PHONE_PUNCTUATION = str.maketrans("", "", " -()./\t")
 
 
 @dataclass(frozen=True)
@@ -48,44 +61,54 @@ class DedupeRules:
     last_name_similarity: float = 0.85
     name_similarity: float = 0.92
 
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def email_key_sql(column: str, rules: DedupeRules) -> str:
-    """An SQL expression for the mailbox an address reaches: trimmed, lower-cased, plus and dot rules applied."""
-    e = f"lower(trim({column}, ' ' || char(9, 10, 13)))"
-    at = f"instr({e}, '@')"
-    local = f"substr({e}, 1, {at} - 1)"
-    domain = f"substr({e}, {at} + 1)"
-    if rules.strip_plus_address:
-        local = f"(case when instr({local}, '+') > 1 then substr({local}, 1, instr({local}, '+') - 1) else {local} end)"
-    if rules.dotless_domains:
-        domains = ", ".join(_sql_text(d.lower()) for d in rules.dotless_domains)
-        local = f"(case when {domain} in ({domains}) then replace({local}, '.', '') else {local} end)"
-    return f"(case when {at} > 1 and {at} < length({e}) then {local} || '@' || {domain} end)"
+    @cached_property
+    def identity(self) -> IdentitySettings:
+        return IdentitySettings(
+            strip_plus_address=self.strip_plus_address,
+            dotless_domains=[d.lower() for d in self.dotless_domains],
+            default_region=self.default_region,
+        )
 
 
-def phone_key_sql(column: str, rules: DedupeRules) -> str:
-    """An SQL expression for a phone number in E.164, or NULL when it cannot be one."""
-    country = phonenumbers.country_code_for_region(rules.default_region)
+def mailbox(raw: str | None, rules: DedupeRules) -> str | None:
+    """The mailbox an address reaches: trimmed, lower-cased, plus and dot rules applied."""
+    found = normalise_email(raw, rules.identity)
+    return found[1] if found else None
+
+
+def email_key_sql(db: Database, column: str, rules: DedupeRules) -> str:
+    """An SQL expression (a function registered on `db`) for the `mailbox` of an address column."""
+    digest = hashlib.sha1(repr((rules.strip_plus_address, rules.dotless_domains)).encode()).hexdigest()[:12]
+    name = f"cogent_mailbox_{digest}"
+    db.conn.create_function(name, 1, lambda raw: mailbox(raw, rules), deterministic=True)
+    return f"{name}({column})"
+
+
+def phone_key(rules: DedupeRules) -> Callable[[str | None], str | None]:
+    """A function giving a phone number in E.164 for the rules' default region, or None when it cannot be one."""
+    country = f"+{phonenumbers.country_code_for_region(rules.default_region)}"
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(rules.default_region)
     trunk = (metadata.national_prefix if metadata else None) or ""
     exit_code = metadata.international_prefix if metadata and (metadata.international_prefix or "").isdigit() else "00"
-    digits = f"replace({column}, '(0)', '')"
-    for char in (" ", "-", "(", ")", ".", "/"):
-        digits = f"replace({digits}, '{char}', '')"
-    digits = f"replace({digits}, char(9), '')"
-    national = f"'+{country}' || substr(d, {len(trunk) + 1})" if trunk else f"'+{country}' || d"
-    e164 = (
-        "(case when d like '+%' then d "
-        f"when d like '{exit_code}%' then '+' || substr(d, {len(exit_code) + 1}) "
-        f"when {_sql_text(trunk)} != '' and d like '{trunk}%' then {national} "
-        f"else '+{country}' || d end)"
-    )
-    valid = "(k glob '+[1-9]*' and length(k) between 9 and 16 and substr(k, 2) not glob '*[^0-9]*')"
-    return f"(select case when {valid} then k end from (select {e164} as k from (select {digits} as d)))"
+
+    def key(raw: str | None) -> str | None:
+        if not raw:
+            return None
+        digits = raw.replace("(0)", "").translate(_PHONE_PUNCTUATION)
+        if digits.startswith("+"):
+            e164 = digits
+        elif digits.startswith(exit_code):
+            e164 = "+" + digits[len(exit_code) :]
+        elif trunk and digits.startswith(trunk):
+            e164 = country + digits[len(trunk) :]
+        else:
+            e164 = country + digits
+        number = e164[1:]
+        if 8 <= len(number) <= 15 and number[0] != "0" and number.isascii() and number.isdigit():
+            return e164
+        return None
+
+    return key
 
 
 @dataclass
@@ -134,62 +157,114 @@ class _Edges:
         return [sorted(members) for members in groups.values()]
 
 
-def _build_keys(db: Database, rules: DedupeRules, table: str) -> None:
-    db.execute("drop table if exists temp.dedupe_keys")
-    db.execute(
-        f"""
-        create temp table dedupe_keys as
-        select rowid as rid,
-               {email_key_sql("email", rules)} as email_key,
-               {phone_key_sql("phone_number", rules)} as phone_key,
-               nullif(trim(external_id), '') as external_key,
-               nullif(upper(replace(replace(zip, ' ', ''), '-', '')), '') as zip_key,
-               lower(trim(first_name)) as first_key,
-               lower(trim(last_name)) as last_key
-        from {table}
-        """
+class _KeyGroups:
+    """Rows sharing a key, built without a list for the keys only one row has."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, int] = {}
+        self.shared: dict[str, list[int]] = {}
+
+    def add(self, rids: Iterable[int], keys: Iterable[str | None]) -> None:
+        first, shared = self.first, self.shared
+        for rid, key in zip(rids, keys, strict=True):
+            if key is not None and (seen := first.setdefault(key, rid)) != rid:
+                if key in shared:
+                    shared[key].append(rid)
+                else:
+                    shared[key] = [seen, rid]
+
+
+@dataclass
+class ProfileScan:
+    """What one pass over the mirror learns: identifier groups, name blocks and every mailbox held."""
+
+    emails: _KeyGroups = field(default_factory=_KeyGroups)
+    phones: _KeyGroups = field(default_factory=_KeyGroups)
+    externals: _KeyGroups = field(default_factory=_KeyGroups)
+    # Normalised postcode -> (rowid, first name, last name) of the profiles with both names.
+    blocks: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
+
+    @property
+    def mailboxes(self) -> dict[str, int]:
+        return self.emails.first
+
+
+def _strip(value: str | None) -> str | None:
+    return (value.strip() or None) if value else None
+
+
+def scan_profiles(db: Database, rules: DedupeRules, table: str = "klaviyo_profiles") -> ProfileScan:
+    scan = ProfileScan()
+    email = partial(normalise_email, settings=rules.identity)
+    phone = phone_key(rules)
+    names: dict[str, str] = {}  # one string per distinct name, however many profiles share it
+    cursor = db.execute(
+        f"select rowid, email, phone_number, external_id, zip, first_name, last_name from [{table}] order by rowid"
     )
+    blocks = scan.blocks
+    while chunk := cursor.fetchmany(SCAN_CHUNK):
+        rids, emails, phones, externals, zips, firsts, lasts = zip(*chunk, strict=True)
+        scan.emails.add(rids, [found[1] if found else None for found in map(email, emails)])
+        scan.phones.add(rids, map(phone, phones))
+        scan.externals.add(rids, map(_strip, externals))
+        if not rules.fuzzy:
+            continue
+        for rid, zip_code, first, last in zip(rids, zips, firsts, lasts, strict=True):
+            if not (zip_code and first and last):
+                continue
+            block = zip_code.replace(" ", "").replace("-", "").upper()
+            first, last = first.strip().lower(), last.strip().lower()
+            if block and first and last:
+                member = (rid, names.setdefault(first, first), names.setdefault(last, last))
+                if block in blocks:
+                    blocks[block].append(member)
+                else:
+                    blocks[block] = [member]
+    return scan
 
 
-def _groups(db: Database, column: str) -> Iterator[tuple[str, list[int]]]:
-    sql = (
-        f"select {column} as k, group_concat(rid) as rids from temp.dedupe_keys "
-        f"where {column} is not null group by {column} having count(*) > 1"
-    )
-    for row in db.execute(sql):
-        yield row[0], [int(r) for r in row[1].split(",")]
-
-
-def _fuzzy_pairs(db: Database, rules: DedupeRules) -> Iterator[tuple[int, int, float]]:
-    db.execute("drop table if exists temp.dedupe_names")
-    db.execute(
-        """
-        create temp table dedupe_names as
-        select rid, zip_key, first_key, last_key, substr(first_key, 1, 2) as f2, substr(last_key, 1, 2) as l2
-        from temp.dedupe_keys
-        where zip_key is not null and first_key != '' and last_key != ''
-        """
-    )
-    db.execute("create index temp.dedupe_names_zl on dedupe_names(zip_key, l2)")
-    db.execute("create index temp.dedupe_names_zf on dedupe_names(zip_key, f2)")
-    # Two blocking passes (postcode + start of last name, postcode + start of first name) so a typo
-    # at the start of one name still meets its twin through the other.
-    sql = """
-        select a.rid, b.rid, a.first_key, b.first_key, a.last_key, b.last_key
-        from dedupe_names a join dedupe_names b on a.zip_key = b.zip_key and a.l2 = b.l2 and a.rid < b.rid
-        union
-        select a.rid, b.rid, a.first_key, b.first_key, a.last_key, b.last_key
-        from dedupe_names a join dedupe_names b on a.zip_key = b.zip_key and a.f2 = b.f2 and a.rid < b.rid
-    """
+def _fuzzy_pairs(blocks: dict[str, list[tuple[int, str, str]]], rules: DedupeRules) -> Iterator[tuple[int, int, float]]:
+    """Pairs whose names are alike within a postcode, where they also share the start of a first or
+    last name (two blocking keys, so a typo at the start of one name still meets its twin)."""
     similarity = JaroWinkler.normalized_similarity
     first_min, last_min, mean_min = rules.first_name_similarity, rules.last_name_similarity, rules.name_similarity
-    for a, b, fa, fb, la, lb in db.execute(sql):
-        last = similarity(la, lb)
-        if last < last_min:
+    for block in blocks.values():
+        if len(block) < 2:
             continue
-        first = similarity(fa, fb)
-        if first >= first_min and (first + last) / 2 >= mean_min:
-            yield a, b, (first + last) / 2
+        if len(block) > LARGE_BLOCK:
+            yield from _large_block_pairs(block, rules)
+            continue
+        for i, (a, fa, la) in enumerate(block):
+            for b, fb, lb in block[i + 1 :]:
+                if fa[:2] != fb[:2] and la[:2] != lb[:2]:
+                    continue
+                last = similarity(la, lb, score_cutoff=last_min)
+                if not last:
+                    continue
+                first = similarity(fa, fb, score_cutoff=first_min)
+                if first and first + last >= 2 * mean_min:
+                    yield a, b, (first + last) / 2
+
+
+def _large_block_pairs(block: list[tuple[int, str, str]], rules: DedupeRules) -> Iterator[tuple[int, int, float]]:
+    """The same pairs as the small-block loop, scoring each member against the rest in one rapidfuzz call."""
+    by_prefix: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    for member in block:
+        by_prefix.setdefault(("l", member[2][:2]), []).append(member)
+        by_prefix.setdefault(("f", member[1][:2]), []).append(member)
+    similarity = JaroWinkler.normalized_similarity
+    found: set[tuple[int, int]] = set()
+    for group in by_prefix.values():
+        lasts = [m[2] for m in group]
+        for i, (a, fa, la) in enumerate(group[:-1]):
+            for _name, last, j in process.extract(
+                la, lasts[i + 1 :], scorer=similarity, score_cutoff=rules.last_name_similarity, limit=None
+            ):
+                b, fb, _lb = group[i + 1 + j]
+                first = similarity(fa, fb, score_cutoff=rules.first_name_similarity)
+                if first and first + last >= 2 * rules.name_similarity and (a, b) not in found:
+                    found.add((a, b))
+                    yield a, b, (first + last) / 2
 
 
 def _names_agree(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -208,15 +283,17 @@ def survivor_of(members: list[dict[str, Any]]) -> str:
     return ordered[0]["id"]
 
 
-def find_duplicates(db: Database, rules: DedupeRules, table: str = "klaviyo_profiles") -> list[Cluster]:
+def find_duplicates(
+    db: Database, rules: DedupeRules, table: str = "klaviyo_profiles", scan: ProfileScan | None = None
+) -> list[Cluster]:
     """Clusters of profiles that are one person, each with its evidence, confidence and survivor."""
-    _build_keys(db, rules, table)
+    scan = scan or scan_profiles(db, rules, table)
     edges = _Edges()
-    for column, kind in (("external_key", "external_id"), ("email_key", "email"), ("phone_key", "phone")):
-        for key, rids in _groups(db, column):
+    for groups, kind in ((scan.externals, "external_id"), (scan.emails, "email"), (scan.phones, "phone")):
+        for key, rids in groups.shared.items():
             edges.link(rids, kind, CONFIDENCE[kind], key)
     if rules.fuzzy:
-        for a, b, score in _fuzzy_pairs(db, rules):
+        for a, b, score in _fuzzy_pairs(scan.blocks, rules):
             confidence = FUZZY_FLOOR + (FUZZY_CEILING - FUZZY_FLOOR) * score
             edges.link([a, b], "name+postcode", confidence, f"name similarity {score:.2f}")
     groups = edges.clusters()
@@ -242,8 +319,6 @@ def find_duplicates(db: Database, rules: DedupeRules, table: str = "klaviyo_prof
                 key="profiles:" + "+".join(ids),
             )
         )
-    db.execute("drop table if exists temp.dedupe_keys")
-    db.execute("drop table if exists temp.dedupe_names")
     clusters.sort(key=lambda c: (-c.confidence, c.key))
     return clusters
 
@@ -254,17 +329,6 @@ def _rows(db: Database, table: str, rids: list[int]) -> dict[int, dict[str, Any]
     for start in range(0, len(rids), 500):
         chunk = rids[start : start + 500]
         marks = ", ".join("?" for _ in chunk)
-        for row in db.query(f"select rowid as _rid, {columns} from {table} where rowid in ({marks})", chunk):
+        for row in db.query(f"select rowid as _rid, {columns} from [{table}] where rowid in ({marks})", chunk):
             found[row.pop("_rid")] = row
     return found
-
-
-def normalised_emails(db: Database, rules: DedupeRules, emails: list[str]) -> dict[str, str | None]:
-    """The mailbox key of each address, computed by the same SQL as the duplicate search."""
-    result: dict[str, str | None] = {}
-    for start in range(0, len(emails), 500):
-        chunk = emails[start : start + 500]
-        values = " union all ".join("select ? as e" for _ in chunk)
-        for raw, key in db.execute(f"select e, {email_key_sql('e', rules)} from ({values})", chunk):
-            result[raw] = key
-    return result

@@ -6,7 +6,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from cogent_cli.errors import CogentError, ConfigError
 from cogent_cli.state import Store
 
 log = logging.getLogger(__name__)
+FINDING_FIELDS = tuple(f.name for f in fields(Finding))
 
 
 @dataclass
@@ -213,12 +214,13 @@ class AuditRunner:
         result = AuditResult(audit=audit, run_id=None, started_at=started, findings=findings, fixed=fixed)
         with self.store.transaction() as db:
             result.run_id = _insert_run(db, audit, started, since, "ok", result.counts())
-            db["audit_findings"].insert_all(
+            db.conn.executemany(
+                f"insert into audit_findings (run_id, {', '.join(FINDING_FIELDS)}) "
+                f"values (:run_id, {', '.join(':' + name for name in FINDING_FIELDS)})",
                 (
                     {**f.to_dict(), "run_id": result.run_id, "evidence": json.dumps(f.evidence, default=str)}
                     for f in findings + fixed
                 ),
-                batch_size=500,
             )
         return result
 

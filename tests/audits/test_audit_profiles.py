@@ -10,7 +10,7 @@ import pytest
 from sqlite_utils import Database
 
 from cogent_cli.audits.merges import Proposal, apply_merges, load_proposals
-from cogent_cli.audits.profiles import DedupeRules, email_key_sql, phone_key_sql
+from cogent_cli.audits.profiles import DedupeRules, email_key_sql, mailbox, phone_key
 from cogent_cli.cli import app
 from cogent_cli.errors import ExitStatus, UsageError
 from tests.audits.conftest import Plant, configured, run_audit
@@ -21,7 +21,7 @@ def profiles_of(finding) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("raw", "rules", "mailbox"),
+    ("raw", "rules", "expected"),
     [
         ("  John.Smith@GMAIL.com\t", DedupeRules(), "johnsmith@gmail.com"),
         ("john.smith+shop@gmail.com", DedupeRules(strip_plus_address=True), "johnsmith@gmail.com"),
@@ -32,9 +32,10 @@ def profiles_of(finding) -> list[str]:
         ("@example.org", DedupeRules(), None),
     ],
 )
-def test_email_rules(raw, rules, mailbox):
+def test_email_rules_in_python_and_sql(raw, rules, expected):
     db = Database(memory=True)
-    assert db.execute(f"select {email_key_sql('e', rules)} from (select ? as e)", [raw]).fetchone()[0] == mailbox
+    assert mailbox(raw, rules) == expected
+    assert db.execute(f"select {email_key_sql(db, 'e', rules)} from (select ? as e)", [raw]).fetchone()[0] == expected
 
 
 @pytest.mark.parametrize(
@@ -53,16 +54,12 @@ def test_email_rules(raw, rules, mailbox):
 )
 def test_phone_keys_agree_with_phonenumbers_e164(raw, region):
     expected = phonenumbers.format_number(phonenumbers.parse(raw, region), phonenumbers.PhoneNumberFormat.E164)
-    db = Database(memory=True)
-    assert (
-        db.execute(f"select {phone_key_sql('?', DedupeRules(default_region=region))}", [raw]).fetchone()[0] == expected
-    )
+    assert phone_key(DedupeRules(default_region=region))(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["12", "phone", "", "+44 12"])
+@pytest.mark.parametrize("raw", ["12", "phone", "", None, "+44 12", "+0 7700 900123", "+44 ７７００ ９００１２３"])
 def test_phone_keys_refuse_what_cannot_be_a_number(raw):
-    db = Database(memory=True)
-    assert db.execute(f"select {phone_key_sql('?', DedupeRules())}", [raw]).fetchone()[0] is None
+    assert phone_key(DedupeRules())(raw) is None
 
 
 def plant_duplicates(plant: Plant) -> None:
