@@ -1,34 +1,70 @@
-"""Benchmark: mixed events through `cogent sync` into the sandbox, against the rate-limit ceiling,
-side by side with the official `klaviyo-api` SDK sending the same events one by one.
+"""Benchmark: mixed events through `cogent sync` against the rate-limit ceiling, side by side with
+Klaviyo's official `klaviyo-api` SDK sending the same events one by one.
 
     python bench/sync.py --events 100000 --rate-scale 10 --sdk-events 2000
+    python bench/sync.py --events 20000 --server mock --sdk-events 0     # the engine's own cost
 
-Prints events and Klaviyo operations per minute, the ceiling the published limits allow (each
-endpoint at its steady per-minute limit times the rate scale, all endpoints in parallel), the
-ratio, 429s and retries; then the SDK's rate and the ratio of the two. The SDK part needs
-`pip install klaviyo-api` (the `bench` extra).
+The run is the real engine (`run_sync`): the events are written to a workspace's `events` table,
+then one sync queues them in the outbox and delivers them. It prints
+
+* events/minute end to end, and for the delivery phase alone (queueing excluded);
+* the ceiling: the least time Klaviyo's published steady limits allow for the requests this mix
+  needs. Each endpoint needs (operations / the most one request of it may carry) requests, plus
+  identity lookups at 100 values per request, the catalog check of each variant and one poll per
+  profile import job; at its steady per-minute limit x --rate-scale that takes requests / limit
+  minutes. Endpoints have separate budgets and run in parallel, so the slowest lane bounds the run;
+  ceiling = events / that time. The ratio is the end-to-end rate over that ceiling;
+* the requests actually made per endpoint, 429s and retries.
+
+`--server sandbox` (default) runs `cogent sandbox serve` in its own process, as Klaviyo is another
+machine, so the sandbox (which stores everything in SQLite) does not share this process's CPU.
+`--server mock` answers from an in-process transport that only enforces Klaviyo's fixed windows
+(429 with Retry-After when a window is full) and returns Klaviyo-shaped bodies, which shows the
+engine's own ratio to the ceiling independently of the sandbox's speed.
+
+The SDK sends one `create_event` per event (as integrations built on it do), so it is bound by
+create_event's steady limit and by one round trip per event: 100,000 events would take many
+minutes. `--sdk-events` sends a sample of the same events (the first N) and its rate is compared
+with the sync's. Needs `pip install klaviyo-api` (the `bench` extra).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import os
 import random
+import re
+import subprocess
 import sys
 import tempfile
 import time
-from contextlib import asynccontextmanager
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from cogent_cli.demo import create_catalog
 from cogent_cli.events import Source, dump_event, make_event
-from cogent_cli.klaviyo.client import KlaviyoClient
-from cogent_cli.klaviyo.spec import operations
-from cogent_cli.sandbox.server import run_sandbox
-from cogent_cli.sync.engine import SyncOptions, default_client_factory, run_sync
+from cogent_cli.klaviyo.client import (
+    MAX_EVENTS_PER_REQUEST,
+    MAX_PROFILES_PER_IMPORT,
+    MAX_PROFILES_PER_SUBSCRIBE,
+    MAX_PROFILES_PER_UNSUBSCRIBE,
+    MAX_VARIANTS_PER_JOB,
+    KlaviyoClient,
+)
+from cogent_cli.klaviyo.spec import match_operation, operations
+from cogent_cli.sandbox.ratelimit import RateLimiter as ServerWindows
+from cogent_cli.sync.engine import LaneProgress, SyncOptions, run_sync
+from cogent_cli.sync.identity import LOOKUP_CHUNK, Identity
 from cogent_cli.workspace import Workspace
 
 KEY = "pk_bench"
@@ -92,8 +128,6 @@ def mixed_events(count: int, seed: int = 7) -> list[Any]:
 
 
 def write_workspace(root: Path, base_url: str, rate_scale: float, events: list[Any]) -> Workspace:
-    import json
-
     root.mkdir(parents=True)
     (root / "cogent.toml").write_text(
         f'[workspace]\nname = "Bench"\nid = "bench-01"\n\n[klaviyo]\nbase_url = "{base_url}"\n'
@@ -120,14 +154,159 @@ def write_workspace(root: Path, base_url: str, rate_scale: float, events: list[A
     return workspace
 
 
-def ceiling_per_minute(requests_by_operation: dict[str, int], rate_scale: float, events: int) -> float:
-    """Events per minute if every endpoint ran at its steady limit, all in parallel."""
-    ops = operations()
-    minutes = max(
-        (count / (ops[name].rate_limit.steady * rate_scale) for name, count in requests_by_operation.items() if count),
-        default=0.0,
+# -- the ceiling ---------------------------------------------------------------------------------
+
+
+def needed_requests(workspace: Workspace) -> Counter[str]:
+    """The fewest requests per endpoint that deliver what the run queued, at each endpoint's largest request."""
+    ops: Counter[str] = Counter()
+    lookups: dict[str, set[str]] = {}
+    variants: set[str] = set()
+    with workspace.store() as store:
+        for row in store.db.query("select kind, payload from outbox where kind != 'mapping'"):
+            payload = json.loads(row["payload"])
+            ops[row["kind"]] += 1
+            if row["kind"] in ("event", "profile"):
+                for _key, field_name, value in Identity.from_json(payload.get("profile") or {}).lookup_keys():
+                    lookups.setdefault(field_name, set()).add(value)
+            elif row["kind"] == "catalog":
+                variants.add(payload["variant_id"])
+    jobs = math.ceil(ops["profile"] / MAX_PROFILES_PER_IMPORT)
+    return Counter(
+        {
+            "bulk_create_events": math.ceil(ops["event"] / MAX_EVENTS_PER_REQUEST),
+            "bulk_import_profiles": jobs,
+            "get_bulk_import_profiles_job": jobs,
+            "bulk_subscribe_profiles": math.ceil(ops["subscribe"] / MAX_PROFILES_PER_SUBSCRIBE),
+            "bulk_unsubscribe_profiles": math.ceil(ops["unsubscribe"] / MAX_PROFILES_PER_UNSUBSCRIBE),
+            "get_profiles": sum(math.ceil(len(values) / LOOKUP_CHUNK) for values in lookups.values()),
+            "get_catalog_variants": math.ceil(len(variants) / MAX_VARIANTS_PER_JOB),
+            "bulk_update_catalog_variants": math.ceil(len(variants) / MAX_VARIANTS_PER_JOB),
+        }
     )
-    return events / minutes if minutes else float("inf")
+
+
+def ceiling_seconds(requests: Counter[str], rate_scale: float) -> tuple[float, str]:
+    """Least time the steady limits allow: every endpoint in parallel, so the slowest lane bounds it."""
+    ops = operations()
+    lanes = {name: n / (ops[name].rate_limit.steady * rate_scale) * 60 for name, n in requests.items() if n}
+    slowest = max(lanes, key=lanes.__getitem__)
+    return lanes[slowest], slowest
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def sandbox_process(data: Path, rate_scale: float) -> Iterator[str]:
+    """`cogent sandbox serve` in its own process; yields its base URL."""
+    command = [sys.executable, "-m", "cogent_cli", "sandbox", "serve", "--port", "0", "--data", str(data)]
+    process = subprocess.Popen(
+        [*command, "--rate-scale", str(rate_scale)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if match := re.match(r'base_url = "(.+)"', line):
+                yield match.group(1)
+                return
+        raise RuntimeError("the sandbox exited before it was ready")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def mock_transport(rate_scale: float) -> httpx.MockTransport:
+    """Klaviyo's fixed windows and response shapes, nothing stored: no customer is known yet, every
+    catalog variant asked for exists, every job completes without errors."""
+    windows = ServerWindows(rate_scale=rate_scale)
+    jobs = iter(range(1, 1 << 62))
+
+    def job(kind: str, status: str) -> dict[str, Any]:
+        return {"data": {"type": kind, "id": f"job{next(jobs)}", "attributes": {"status": status, "failed_count": 0}}}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        op = match_operation(request.method, request.url.path)
+        assert op is not None, request.url
+        verdict = windows.hit(op.operation_id, op.rate_limit)
+        if not verdict.allowed:
+            return httpx.Response(429, headers={"Retry-After": str(verdict.retry_after)}, json={"errors": []})
+        headers = {
+            "RateLimit-Limit": str(verdict.limit),
+            "RateLimit-Remaining": str(verdict.remaining),
+            "RateLimit-Reset": str(verdict.reset),
+        }
+        name = op.operation_id
+        if name == "get_catalog_variants":
+            ids = re.findall(r'"((?:[^"\\]|\\.)*)"', request.url.params.get("filter", ""))
+            data = [{"type": "catalog-variant", "id": i, "attributes": {"sku": i.rsplit(":", 1)[-1]}} for i in ids]
+            return httpx.Response(200, headers=headers, json={"data": data, "links": {"next": None}})
+        if name in ("get_profiles", "get_errors_for_bulk_import_profiles_job"):
+            return httpx.Response(200, headers=headers, json={"data": [], "links": {"next": None}})
+        if name == "bulk_import_profiles":
+            return httpx.Response(202, headers=headers, json=job("profile-bulk-import-job", "queued"))
+        if name == "get_bulk_import_profiles_job":
+            return httpx.Response(200, headers=headers, json=job("profile-bulk-import-job", "complete"))
+        if name == "bulk_update_catalog_variants":
+            return httpx.Response(202, headers=headers, json=job("catalog-variant-bulk-update-job", "queued"))
+        return httpx.Response(202, headers=headers)
+
+    return httpx.MockTransport(answer)
+
+
+# -- the runs ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncResult:
+    seconds: float
+    delivery_seconds: float
+    cpu_seconds: float
+    sent: int
+    failed: int
+    waiting: int
+    requests: dict[str, int]
+    throttled: int
+    retries: int
+
+
+def run_engine(workspace: Workspace, transport: httpx.AsyncBaseTransport | None) -> SyncResult:
+    clients: list[KlaviyoClient] = []
+    delivery_started: list[float] = []
+
+    @asynccontextmanager
+    async def recording(config: Any) -> Any:
+        async with KlaviyoClient(
+            KEY,
+            base_url=config.klaviyo.base_url,
+            max_in_flight=config.klaviyo.max_in_flight,
+            rate_scale=config.klaviyo.rate_scale,
+            transport=transport,
+        ) as client:
+            clients.append(client)
+            yield client
+
+    def progress(_update: LaneProgress) -> None:
+        if not delivery_started:
+            delivery_started.append(time.monotonic())
+
+    started, cpu_started = time.monotonic(), time.process_time()
+    summary = run_sync(workspace, SyncOptions(command="bench"), client_factory=recording, progress=progress)
+    ended = time.monotonic()
+    cpu = time.process_time() - cpu_started
+    data = summary.to_json()
+    stats = clients[0].stats
+    return SyncResult(
+        seconds=ended - started,
+        delivery_seconds=ended - (delivery_started or [started])[0],
+        cpu_seconds=cpu,
+        sent=data["sent"],
+        failed=data["failed"],
+        waiting=data["waiting"],
+        requests={name: s.requests for name, s in stats.operations.items() if s.requests},
+        throttled=stats.throttled,
+        retries=stats.retries,
+    )
 
 
 def sdk_one_by_one(base_url: str, events: list[Any]) -> float:
@@ -158,51 +337,63 @@ def sdk_one_by_one(base_url: str, events: list[Any]) -> float:
     return len(events) / (time.monotonic() - started) * 60
 
 
+def report(args: argparse.Namespace, result: SyncResult, needed: Counter[str]) -> float:
+    rate = args.events / result.seconds * 60
+    bound, slowest = ceiling_seconds(needed, args.rate_scale)
+    ceiling = args.events / bound * 60
+    queued = result.seconds - result.delivery_seconds
+    print(
+        f"cogent sync ({args.server}, rate scale {args.rate_scale:g}): {args.events:,} events -> "
+        f"{result.sent:,} operations sent, {result.failed} failed, {result.waiting} waiting"
+    )
+    print(f"  time:     {result.seconds:.1f} s = {queued:.1f} s queueing + {result.delivery_seconds:.1f} s delivering")
+    print(
+        f"  CPU:      {result.cpu_seconds:.1f} s in this process ({result.cpu_seconds / args.events * 1e6:,.0f} µs/event)"
+    )
+    print(f"  rate:     {rate:,.0f} events/min end to end ({result.sent / result.seconds * 60:,.0f} operations/min)")
+    print(f"            {args.events / result.delivery_seconds * 60:,.0f} events/min in the delivery phase")
+    print(
+        f"  ceiling:  {ceiling:,.0f} events/min ({bound:.1f} s; slowest lane {slowest}, "
+        f"steady limits x {args.rate_scale:g})"
+    )
+    print(f"            needed requests: {', '.join(f'{k} {v}' for k, v in needed.items() if v)}")
+    print(f"            made requests:   {', '.join(f'{k} {v}' for k, v in result.requests.items())}")
+    print(
+        f"  ratio:    {rate / ceiling:.2f} of the ceiling end to end, "
+        f"{args.events / result.delivery_seconds * 60 / ceiling:.2f} in the delivery phase; "
+        f"429s {result.throttled}, retries {result.retries}"
+    )
+    return rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rate-scale", type=float, default=10.0)
-    parser.add_argument("--sdk-events", type=int, default=2000, help="0 skips the SDK comparison")
+    parser.add_argument("--server", choices=("sandbox", "mock"), default="sandbox")
+    parser.add_argument("--sdk-events", type=int, default=2000, help="sample sent with the SDK; 0 skips it")
     args = parser.parse_args()
     os.environ["COGENT_KLAVIYO_API_KEY"] = KEY
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        run_sandbox(Path(tmp) / "sandbox", rate_scale=args.rate_scale) as sandbox,
-    ):
-        print(f"generating {args.events:,} mixed events ...", file=sys.stderr)
-        events = mixed_events(args.events)
-        workspace = write_workspace(Path(tmp) / "ws", sandbox.base_url, args.rate_scale, events)
-        asyncio.run(create_catalog(sandbox.base_url, SKUS, api_key=KEY, rate_scale=args.rate_scale))
-        clients: list[KlaviyoClient] = []
-
-        @asynccontextmanager
-        async def recording(config: Any) -> Any:
-            async with default_client_factory(config) as client:
-                clients.append(client)
-                yield client
-
-        started = time.monotonic()
-        summary = run_sync(workspace, SyncOptions(command="bench"), client_factory=recording)
-        elapsed = time.monotonic() - started
-        by_operation = {name: s.requests for name, s in clients[0].stats.operations.items()}
-        data = summary.to_json()
-        rate = args.events / elapsed * 60
-        ceiling = ceiling_per_minute(by_operation, args.rate_scale, args.events)
-        print(
-            f"cogent sync: {args.events:,} events -> {data['sent']:,} operations sent, {data['failed']} failed, {data['waiting']} waiting, in {elapsed:.1f} s"
-        )
-        print(f"  rate:    {rate:,.0f} events/min ({data['sent'] / elapsed * 60:,.0f} Klaviyo operations/min)")
-        print(
-            f"  ceiling: {ceiling:,.0f} events/min from the steady limits x {args.rate_scale:g} of {', '.join(f'{k} {v}' for k, v in by_operation.items())} requests"
-        )
-        print(
-            f"  ratio:   {rate / ceiling:.2f} of the ceiling; 429s {clients[0].stats.throttled}, retries {clients[0].stats.retries}"
-        )
-        if args.sdk_events:
-            sample = events[: args.sdk_events]
-            sdk_rate = sdk_one_by_one(sandbox.base_url, sample)
-            print(f"klaviyo-api SDK one by one: {len(sample):,} events at {sdk_rate:,.0f} events/min")
-            print(f"  cogent / SDK: {rate / sdk_rate:.1f}x")
+    print(f"generating {args.events:,} mixed events ...", file=sys.stderr)
+    events = mixed_events(args.events)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.server == "mock":
+            workspace = write_workspace(Path(tmp) / "ws", "https://a.klaviyo.com", args.rate_scale, events)
+            result = run_engine(workspace, mock_transport(args.rate_scale))
+            report(args, result, needed_requests(workspace))
+            if args.sdk_events:
+                print("the SDK comparison needs the sandbox: run without --server mock", file=sys.stderr)
+            return
+        with sandbox_process(Path(tmp) / "sandbox", args.rate_scale) as base_url:
+            workspace = write_workspace(Path(tmp) / "ws", base_url, args.rate_scale, events)
+            asyncio.run(create_catalog(base_url, SKUS, api_key=KEY, rate_scale=args.rate_scale))
+            result = run_engine(workspace, None)
+            rate = report(args, result, needed_requests(workspace))
+            if args.sdk_events:
+                sample = events[: args.sdk_events]
+                sdk_rate = sdk_one_by_one(base_url, sample)
+                print(f"klaviyo-api SDK one by one: {len(sample):,} events at {sdk_rate:,.0f} events/min")
+                print(f"  cogent sync / SDK: {rate / sdk_rate:.1f}x")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,16 +30,22 @@ from cogent_cli.klaviyo.errors import (
     AuthError,
     BulkDeliveryError,
     DuplicateProfileError,
+    ErrorObject,
     KlaviyoError,
     KlaviyoNotFoundError,
+    KlaviyoValidationError,
     ScopeError,
     ThrottledError,
     TransientError,
 )
 from cogent_cli.klaviyo.filters import literal
 from cogent_cli.klaviyo.models import (
+    BatchFailure,
+    BulkJob,
+    BulkOutcome,
     EventIn,
     PatchProperties,
+    ProfileImportFailure,
     ProfileIn,
     SubscriptionIn,
     UnsubscriptionIn,
@@ -47,7 +54,7 @@ from cogent_cli.klaviyo.models import (
 from cogent_cli.state import Store
 from cogent_cli.sync import lock
 from cogent_cli.sync.exceptions import MappingError, now_iso
-from cogent_cli.sync.identity import Identity, IdentityResolver, Resolution
+from cogent_cli.sync.identity import IDENTIFIER_FIELDS, Identity, IdentityResolver, Resolution
 from cogent_cli.sync.mapping import LANE_NAMES, Mapper
 from cogent_cli.sync.outbox import EnqueueSummary, Outbox, OutboxRow
 from cogent_cli.workspace import Workspace
@@ -56,6 +63,10 @@ log = logging.getLogger(__name__)
 
 # Largest request per endpoint (SPEC limits); bigger waves are split and sent concurrently.
 BATCH = {"event": 1000, "profile": 1000, "catalog": 100, "subscribe": 1000, "unsubscribe": 100}
+# The next wave is claimed and built while the one before is still being sent.
+WAVES_IN_FLIGHT = 2
+# Polling a profile import job: first wait, longest wait, and when to give up for this run (seconds).
+IMPORT_POLL_FIRST, IMPORT_POLL_MAX, IMPORT_POLL_LIMIT = 0.1, 10.0, 900.0
 
 
 @dataclass
@@ -132,6 +143,48 @@ class RunSummary:
         }
 
 
+_IMPORT_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)(/.*)?$")
+
+
+def _import_outcome(items: list[ProfileIn], failures: list[ProfileImportFailure]) -> BulkOutcome[ProfileIn]:
+    """Which items a bulk import job's errors are about: by the position in the pointer, else by the
+    identifiers of the original payload. The pointer is rewritten to the profile's own (`/data/...`)."""
+    by_identifier = {
+        (name, value): index
+        for index, item in enumerate(items)
+        for name in IDENTIFIER_FIELDS
+        if (value := getattr(item, name, None))
+    }
+    failed: dict[int, KlaviyoValidationError] = {}
+    for failure in failures:
+        pointer = failure.pointer
+        match = _IMPORT_POINTER.match(pointer or "")
+        if match and int(match.group(1)) < len(items):
+            index: int | None = int(match.group(1))
+            pointer = "/data" + (match.group(2) or "")
+        else:
+            payload = failure.original_payload or {}
+            index = next(
+                (by_identifier[(n, payload[n])] for n in IDENTIFIER_FIELDS if (n, payload.get(n)) in by_identifier),
+                None,
+            )
+        if index is None:
+            log.warning("profile import error not matched to a profile: %s %s", failure.code, failure.detail)
+            continue
+        detail = failure.detail or failure.title or failure.code or "rejected by Klaviyo's profile import"
+        failed[index] = KlaviyoValidationError(
+            f"profile import: {detail}",
+            pointer=pointer,
+            errors=[ErrorObject(code=failure.code, title=failure.title, detail=failure.detail, pointer=pointer)],
+            operation_id="bulk_import_profiles",
+        )
+    return BulkOutcome(
+        requests=1,
+        accepted=len(items) - len(failed),
+        failures=[BatchFailure([items[index]], error) for index, error in sorted(failed.items())],
+    )
+
+
 class _AbortRun(Exception):
     def __init__(self, error: CogentError) -> None:
         self.error = error
@@ -164,6 +217,7 @@ class Delivery:
         self.deferred: set[int] = set()
         self.delivered: set[int] = set()
         self.on_done: Callable[[list[OutboxRow], bool], None] = lambda rows, ok: None
+        self._order_locks: dict[str, asyncio.Lock] = {}
 
     # -- outcomes ----------------------------------------------------------------------------------
 
@@ -337,9 +391,37 @@ class Delivery:
         self._note_conflicts([r for r in rows if r.id in self.delivered], resolutions)
 
     async def _import_profiles(self, items: list[ProfileIn]) -> Any:
+        """One profile is upserted directly; more go as a bulk import job, which is only delivered
+        once Klaviyo has run it: each profile it reports in the job's import errors is raised as a
+        failure of that item (BulkDeliveryError), so it becomes a validation exception."""
         if len(items) == 1:
             return await self.client.upsert_profile(items[0])
-        return await self.client.bulk_import_profiles(items)
+        job = await self._finished(await self.client.bulk_import_profiles(items))
+        if job.status != "complete":
+            # A cancelled job imported nothing for sure: the rows are retried in a later run.
+            raise TransientError(f"Klaviyo's profile import job {job.id} ended {job.status}", maybe_applied=True)
+        if job.failed_count == 0:
+            return job
+        failures = [failure async for failure in self.client.get_bulk_import_errors(job.id)]
+        outcome = _import_outcome(items, failures)
+        if outcome.failures:
+            raise BulkDeliveryError(outcome, "bulk_import_profiles")
+        return job
+
+    async def _finished(self, job: BulkJob) -> BulkJob:
+        """Poll a bulk import job until Klaviyo has finished it (complete or cancelled)."""
+        delay, waited = IMPORT_POLL_FIRST, 0.0
+        while job.status not in ("complete", "cancelled"):
+            if waited >= IMPORT_POLL_LIMIT:
+                raise TransientError(
+                    f"Klaviyo's profile import job {job.id} was still {job.status} after {waited:.0f} s",
+                    maybe_applied=True,
+                )
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, IMPORT_POLL_MAX)
+            job = await self.client.get_bulk_import_job(job.id)
+        return job
 
     async def _subscriptions(self, rows: list[OutboxRow]) -> None:
         sync = self.config.sync
@@ -451,24 +533,37 @@ class Delivery:
         )
 
     async def deliver(self, rows: list[OutboxRow]) -> None:
+        """One wave: every endpoint's share goes out at once; consent, profile and catalog shares of
+        successive waves keep their order (a later value must not overtake an earlier one)."""
         by_kind: dict[str, list[OutboxRow]] = {}
         for row in rows:
             by_kind.setdefault(row.kind, []).append(row)
-        needs_identity = by_kind.get("event", []) + by_kind.get("profile", [])
-        tasks = []
-        if needs_identity:
-            resolutions = await self._resolve(needs_identity)
-            if resolutions is not None:
-                if by_kind.get("event"):
-                    tasks.append(self._events(by_kind["event"], resolutions))
-                if by_kind.get("profile"):
-                    tasks.append(self._profiles(by_kind["profile"], resolutions))
+        events, profiles = by_kind.get("event", []), by_kind.get("profile", [])
         subscriptions = by_kind.get("subscribe", []) + by_kind.get("unsubscribe", [])
+        tasks = []
+        if events or profiles:
+            tasks.append(self._identified(events, profiles))
         if subscriptions:
-            tasks.append(self._subscriptions(subscriptions))
+            tasks.append(self._in_order("consent", self._subscriptions(subscriptions)))
         if by_kind.get("catalog"):
-            tasks.append(self._catalog(by_kind["catalog"]))
+            tasks.append(self._in_order("catalog", self._catalog(by_kind["catalog"])))
         await asyncio.gather(*tasks)
+
+    async def _identified(self, events: list[OutboxRow], profiles: list[OutboxRow]) -> None:
+        resolutions = await self._resolve(events + profiles)
+        if resolutions is None:
+            return
+        tasks = []
+        if events:
+            tasks.append(self._events(events, resolutions))
+        if profiles:
+            tasks.append(self._in_order("profile", self._profiles(profiles, resolutions)))
+        await asyncio.gather(*tasks)
+
+    async def _in_order(self, share: str, delivery: Awaitable[None]) -> None:
+        # asyncio locks are first come, first served, and waves reach them in the order they started.
+        async with self._order_locks.setdefault(share, asyncio.Lock()):
+            await delivery
 
 
 def _lane_totals(store: Store, source: str | None, only_ids: list[int] | None) -> dict[int, int]:
@@ -510,24 +605,34 @@ async def _deliver_all(
             progress(LaneProgress(LANE_NAMES[lane], 0, total, 0))
     claimed = 0
     wave_size = outbox.config.sync.wave_size
+    in_flight: set[asyncio.Task[None]] = set()
     try:
         while deadline is None or time.monotonic() < deadline:
             room = wave_size if options.limit is None else min(wave_size, options.limit - claimed)
-            if room <= 0:
+            rows = []
+            if room > 0 and len(in_flight) < WAVES_IN_FLIGHT:
+                rows = outbox.claim_wave(
+                    summary.run_id or 0, limit=room, source=options.source, only_ids=options.only_outbox_ids
+                )
+            if rows:
+                claimed += len(rows)
+                log.info(
+                    "wave of %d operations (%s)",
+                    len(rows),
+                    ", ".join(f"{k}={v}" for k, v in Counter(r.kind for r in rows).items()),
+                )
+                in_flight.add(asyncio.create_task(delivery.deliver(rows)))
+                await asyncio.sleep(0)  # let the wave build and send its first requests
+                continue
+            if not in_flight:
                 break
-            rows = outbox.claim_wave(
-                summary.run_id or 0, limit=room, source=options.source, only_ids=options.only_outbox_ids
-            )
-            if not rows:
-                break
-            claimed += len(rows)
-            log.info(
-                "wave of %d operations (%s)",
-                len(rows),
-                ", ".join(f"{k}={v}" for k, v in Counter(r.kind for r in rows).items()),
-            )
-            await delivery.deliver(rows)
+            # Rows held behind the waves in flight become claimable once those are delivered.
+            finished, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                task.result()
     finally:
+        # A wave already sending finishes and records its outcomes, whatever stopped the loop.
+        await asyncio.gather(*in_flight, return_exceptions=True)
         summary.deferred = len(delivery.deferred)
         outbox.release_deferred()
 
@@ -705,7 +810,7 @@ def plan_sync(workspace: Workspace, options: SyncOptions, store: Store | None = 
             )
         if options.only_outbox_ids is None:
             mapper = Mapper(config)
-            now = datetime.now(UTC)
+            cutoff = outbox.history_cutoff(datetime.now(UTC))
             for row in store.db.query(
                 "select rowid, event_id, system, body from events where rowid > ? order by rowid limit ?",
                 [outbox.position(), max(limit - len(plan.ops), 0)],
@@ -714,7 +819,7 @@ def plan_sync(workspace: Workspace, options: SyncOptions, store: Store | None = 
                     continue
                 try:
                     event = parse_event(row["body"])
-                    backfill = outbox._is_historical(event, now) or options.backfill_since is not None
+                    backfill = outbox.is_historical(event, cutoff) or options.backfill_since is not None
                     mapped = mapper.map(event, backfill=backfill)
                 except MappingError as exc:
                     plan.problems.append((row["event_id"], exc.exception_class, exc.message))

@@ -15,9 +15,11 @@ Classes (owners come from `[owners]` in cogent.toml):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
@@ -47,6 +49,31 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+R = TypeVar("R")
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def record_from_row(
+    cls: type[R],
+    row: Mapping[str, Any],
+    *,
+    columns: Mapping[str, str] | None = None,
+    convert: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> R:
+    """A dataclass record from a table row: each field from its column (same name unless `columns`
+    says otherwise), passed through its `convert` function when it has one (JSON text, flags)."""
+    columns, convert = columns or {}, convert or {}
+    values = {}
+    for name in _field_names(cls):
+        value = row[columns.get(name, name)]
+        values[name] = convert[name](value) if name in convert else value
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class ExceptionRecord:
     id: int
@@ -67,24 +94,15 @@ class ExceptionRecord:
     note: str | None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> ExceptionRecord:
-        return cls(
-            id=row["id"],
-            outbox_id=row["outbox_id"],
-            event_id=row["event_id"],
-            exception_class=row["class"],
-            owner=row["owner"],
-            system=row["system"],
-            metric=row["metric"],
-            pointer=row["pointer"],
-            payload=json.loads(row["payload"]) if row["payload"] else None,
-            last_error=row["last_error"],
-            details=json.loads(row["details"]) if row["details"] else {},
-            status=row["status"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            resolved_at=row["resolved_at"],
-            note=row["note"],
+    def from_row(cls, row: Mapping[str, Any]) -> ExceptionRecord:
+        return record_from_row(
+            cls,
+            row,
+            columns={"exception_class": "class"},
+            convert={
+                "payload": lambda text: json.loads(text) if text else None,
+                "details": lambda text: json.loads(text) if text else {},
+            },
         )
 
     def to_json(self) -> dict[str, Any]:

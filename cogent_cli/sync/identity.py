@@ -137,21 +137,32 @@ class IdentityResolver:
     def __init__(self, store: Store, settings: IdentitySettings) -> None:
         self.store = store
         self.settings = settings
+        # Keys already read from (or written to) the state file in this run: no SELECT per wave.
+        self._known: dict[str, str] = {}
 
     def cached(self, keys: Iterable[str]) -> dict[str, str]:
-        wanted = list(dict.fromkeys(keys))
         found: dict[str, str] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
+        unread = []
+        for key in dict.fromkeys(keys):
+            if key in self._known:
+                found[key] = self._known[key]
+            else:
+                unread.append(key)
+        for start in range(0, len(unread), 500):
+            chunk = unread[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.store.db.query(f"select key, profile_id from identity_cache where key in ({marks})", chunk):
-                found[row["key"]] = row["profile_id"]
+            for key, profile_id in self.store.db.conn.execute(
+                f"select key, profile_id from identity_cache where key in ({marks})", chunk
+            ):
+                found[key] = profile_id
+        self._known.update(found)
         return found
 
     def remember(self, found: dict[str, str]) -> None:
         if not found:
             return
         now = datetime.now(UTC).isoformat()
+        self._known.update(found)
         with self.store.transaction() as db:
             db["identity_cache"].upsert_all(
                 [{"key": k, "profile_id": v, "updated_at": now} for k, v in found.items()], pk="key"
@@ -223,6 +234,7 @@ class IdentityResolver:
         return Resolution(best, attributes, conflict)
 
     def forget(self, profile_id: str) -> None:
+        self._known = {k: v for k, v in self._known.items() if v != profile_id}
         with self.store.transaction() as db:
             db.execute("delete from identity_cache where profile_id = ?", [profile_id])
 

@@ -170,6 +170,9 @@ class Mapper:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metrics = config.metrics
+        # Normalising identifiers (phone parsing above all) costs more than the rest of a mapping;
+        # a run sees the same customers again and again.
+        self._identities: dict[tuple[str | None, str | None, str | None], Identity] = {}
 
     def map(self, event: NormalisedEvent, *, backfill: bool = False) -> Mapped:
         """The operations for one event; raises MappingError when the mapping cannot be applied."""
@@ -187,7 +190,15 @@ class Mapper:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _identity(self, event: NormalisedEvent) -> Identity:
-        return identity_from(event.customer, self.config.identity)
+        customer = event.customer
+        if customer is None:
+            return identity_from(None, self.config.identity)
+        external_key = self.config.identity.external_id_key
+        key = (customer.email, customer.phone, customer.external_ids.get(external_key) if external_key else None)
+        identity = self._identities.get(key)
+        if identity is None:
+            identity = self._identities[key] = identity_from(customer, self.config.identity)
+        return identity
 
     def _event_op(
         self,

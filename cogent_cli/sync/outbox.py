@@ -11,9 +11,10 @@ the same transaction as the rows it produced, so a crash never skips or doubles 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,11 +24,11 @@ from sqlite_utils import Database
 from cogent_cli.config import Config
 from cogent_cli.events import NormalisedEvent, parse_event
 from cogent_cli.state import Store
-from cogent_cli.sync.exceptions import MappingError, now_iso, record_exception
+from cogent_cli.sync.exceptions import MappingError, now_iso, record_exception, record_from_row
 from cogent_cli.sync.mapping import Mapped, Mapper, Op
 
 POSITION_KEY = "sync.events_position"
-READ_CHUNK = 500
+READ_CHUNK = 2000
 # An undelivered predecessor in any of these states holds later stages of the same order.
 UNSENT = ("pending", "in_flight", "deferred", "exception")
 _INSERT_COLUMNS = (
@@ -47,6 +48,10 @@ _INSERT_COLUMNS = (
     "status",
     "enqueued_at",
     "updated_at",
+)
+# Plain SQL: sqlite-utils' insert re-reads the schema on every call.
+_INSERT_SQL = (
+    f"insert or ignore into outbox ({', '.join(_INSERT_COLUMNS)}) values ({', '.join('?' * len(_INSERT_COLUMNS))})"
 )
 
 
@@ -85,24 +90,32 @@ class OutboxRow:
     resends: int
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> OutboxRow:
-        return cls(
-            id=row["id"],
-            op_key=row["op_key"],
-            event_id=row["event_id"],
-            kind=row["kind"],
-            lane=row["lane"],
-            system=row["system"],
-            event_type=row["event_type"],
-            metric=row["metric"],
-            order_key=row["order_key"],
-            stage=row["stage"],
-            payload=json.loads(row["payload"]),
-            backfill=bool(row["backfill"]),
-            status=row["status"],
-            attempts=row["attempts"],
-            resends=row["resends"],
-        )
+    def from_row(cls, row: Mapping[str, Any]) -> OutboxRow:
+        return record_from_row(cls, row, convert={"payload": json.loads, "backfill": bool})
+
+
+@dataclass
+class _Queued:
+    """One operation of a mapped event, waiting to be inserted."""
+
+    event: NormalisedEvent
+    rowid: int
+    op: Op
+    backfill: bool
+
+    @property
+    def op_key(self) -> str:
+        return f"{self.event.event_id}:{self.op.suffix}"
+
+
+def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """Slices small enough for one `in (...)` list (SQLite caps bound parameters)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _marks(values: list[Any]) -> str:
+    return ",".join("?" * len(values))
 
 
 def _parse_time(text: str) -> datetime:
@@ -125,99 +138,91 @@ class Outbox:
     def unread(self) -> int:
         return next(self.store.db.query("select count(*) as n from events where rowid > ?", [self.position()]))["n"]
 
-    def _is_historical(self, event: NormalisedEvent, now: datetime) -> bool:
-        if event.source.transport == "backfill":
-            return True
-        return event.occurred_at < now - timedelta(hours=self.config.sync.backfill_after_hours)
+    def history_cutoff(self, now: datetime) -> datetime:
+        """Events older than this are history: queued in the backfill lane with Klaviyo's backfill flag."""
+        return now - timedelta(hours=self.config.sync.backfill_after_hours)
+
+    @staticmethod
+    def is_historical(event: NormalisedEvent, cutoff: datetime) -> bool:
+        return event.source.transport == "backfill" or event.occurred_at < cutoff
 
     def enqueue_new(self, now: datetime | None = None, limit: int | None = None) -> EnqueueSummary:
         """Map every event after the stored position into outbox rows, a chunk per transaction."""
-        now = now or datetime.now(UTC)
+        cutoff = self.history_cutoff(now or datetime.now(UTC))
         total = EnqueueSummary()
         while limit is None or total.read < limit:
             size = READ_CHUNK if limit is None else min(READ_CHUNK, limit - total.read)
             with self.store.transaction() as db:
-                position = int(
-                    next(db.query("select coalesce(max(value), 0) as v from meta where key = ?", [POSITION_KEY]))["v"]
-                )
-                rows = list(
-                    db.query(
-                        "select rowid, event_id, system, body from events where rowid > ? order by rowid limit ?",
-                        [position, size],
-                    )
-                )
+                stored = db.conn.execute("select value from meta where key = ?", [POSITION_KEY]).fetchone()
+                rows = db.conn.execute(
+                    "select rowid, event_id, system, body from events where rowid > ? order by rowid limit ?",
+                    [int(stored[0]) if stored else 0, size],
+                ).fetchall()
                 if not rows:
                     break
-                for row in rows:
-                    total.add(self._enqueue_row(db, row, now=now, force_backfill=False))
-                db["meta"].upsert({"key": POSITION_KEY, "value": str(rows[-1]["rowid"])}, pk="key")
+                total.add(self._enqueue_rows(db, rows, cutoff=cutoff, force_backfill=False))
+                db.conn.execute(
+                    "insert into meta (key, value) values (?, ?) on conflict (key) do update set value = excluded.value",
+                    [POSITION_KEY, str(rows[-1][0])],
+                )
         return total
 
     def enqueue_backfill(self, since: datetime, now: datetime | None = None) -> EnqueueSummary:
         """Queue every event since `since` that has no outbox row yet as history (backfill flag set).
 
         Events already queued or delivered keep their rows: Klaviyo would dedupe a re-send anyway."""
-        now = now or datetime.now(UTC)
+        cutoff = self.history_cutoff(now or datetime.now(UTC))
         total = EnqueueSummary()
         last = 0
         while True:
             with self.store.transaction() as db:
-                rows = list(
-                    db.query(
-                        "select rowid, event_id, system, body from events where rowid > ? and occurred_at >= ? "
-                        "and event_id not in (select event_id from outbox) order by rowid limit ?",
-                        [last, since.astimezone(UTC).isoformat().replace("+00:00", "Z"), READ_CHUNK],
-                    )
-                )
+                rows = db.conn.execute(
+                    "select rowid, event_id, system, body from events where rowid > ? and occurred_at >= ? "
+                    "and event_id not in (select event_id from outbox) order by rowid limit ?",
+                    [last, since.astimezone(UTC).isoformat().replace("+00:00", "Z"), READ_CHUNK],
+                ).fetchall()
                 if not rows:
                     break
-                for row in rows:
-                    total.add(self._enqueue_row(db, row, now=now, force_backfill=True))
-                last = rows[-1]["rowid"]
+                total.add(self._enqueue_rows(db, rows, cutoff=cutoff, force_backfill=True))
+                last = rows[-1][0]
         return total
 
-    def _enqueue_row(self, db: Database, row: dict[str, Any], *, now: datetime, force_backfill: bool) -> EnqueueSummary:
-        summary = EnqueueSummary(read=1)
-        try:
-            event = parse_event(row["body"])
-        except (ValidationError, ValueError) as exc:
-            self._park(
-                db,
-                row["event_id"],
-                row["rowid"],
-                row["system"],
-                None,
-                "source_payload_invalid",
-                str(exc)[:2000],
-                None,
-                None,
-            )
-            summary.exceptions += 1
-            return summary
-        backfill = force_backfill or self._is_historical(event, now)
-        try:
-            mapped = self.mapper.map(event, backfill=backfill)
-        except MappingError as exc:
-            self._park(
-                db,
-                event.event_id,
-                row["rowid"],
-                event.source.system,
-                event.event_type,
-                exc.exception_class,
-                str(exc),
-                exc.pointer,
-                event,
-            )
-            summary.exceptions += 1
-            return summary
-        if mapped.skipped:
-            summary.skipped[mapped.skipped] += 1
-        for op in mapped.ops:
-            if self._insert_op(db, event, row["rowid"], op, backfill=backfill):
-                summary.enqueued += 1
-            else:
-                summary.duplicates += 1
+    def _enqueue_rows(
+        self, db: Database, rows: list[tuple[int, str, str, str]], *, cutoff: datetime, force_backfill: bool
+    ) -> EnqueueSummary:
+        """Map a chunk of events (each body parsed once) and insert their operations together."""
+        summary = EnqueueSummary(read=len(rows))
+        queued: list[_Queued] = []
+        for rowid, event_id, system, body in rows:
+            try:
+                event = parse_event(body)
+            except (ValidationError, ValueError) as exc:
+                self._park(db, event_id, rowid, system, None, "source_payload_invalid", str(exc)[:2000], None, None)
+                summary.exceptions += 1
+                continue
+            backfill = force_backfill or self.is_historical(event, cutoff)
+            try:
+                mapped = self.mapper.map(event, backfill=backfill)
+            except MappingError as exc:
+                self._park(
+                    db,
+                    event.event_id,
+                    rowid,
+                    event.source.system,
+                    event.event_type,
+                    exc.exception_class,
+                    str(exc),
+                    exc.pointer,
+                    event,
+                )
+                summary.exceptions += 1
+                continue
+            if mapped.skipped:
+                summary.skipped[mapped.skipped] += 1
+            queued.extend(_Queued(event, rowid, op, backfill) for op in mapped.ops)
+        inserted = self._insert_ops(db, queued)
+        summary.enqueued += inserted
+        summary.duplicates += len(queued) - inserted
         return summary
 
     def _park(
@@ -277,94 +282,112 @@ class Outbox:
             payload=json.loads(json.dumps(event.model_dump(mode="json"), default=str)) if event else None,
         )
 
-    def _claim_clv(self, db: Database, op: Op, event_id: str) -> bool:
+    def _claim_clv(self, db: Database, claims: list[tuple[Op, str]]) -> None:
         """The first event of a metric per order takes the Placed Order's unique_id (CLV netting)."""
-        db.execute(
+        if not claims:
+            return
+        db.conn.executemany(
             "insert or ignore into clv_claims (order_key, metric, event_id) values (?, ?, ?)",
-            [op.clv_unique_id, op.metric, event_id],
+            [(op.clv_unique_id, op.metric, event_id) for op, event_id in claims],
         )
-        holder = next(
-            db.query(
-                "select event_id from clv_claims where order_key = ? and metric = ?", [op.clv_unique_id, op.metric]
+        holders = {
+            (order_key, metric): event_id
+            for chunk in _chunks(sorted({op.clv_unique_id for op, _ in claims}))
+            for order_key, metric, event_id in db.conn.execute(
+                f"select order_key, metric, event_id from clv_claims where order_key in ({_marks(chunk)})", chunk
             )
-        )
-        return holder["event_id"] == event_id
-
-    def _apply_stock(self, db: Database, op: Op, event_id: str, *, apply: bool) -> bool:
-        """Fold a sellable stock change into the per-site table; the op carries the SKU's total."""
-        change = op.stock
-        assert change is not None
-        if apply:
-            rows = list(
-                db.query(
-                    "select available, as_of from sellable_stock where sku = ? and site = ?", [change.sku, change.site]
-                )
-            )
-            current = rows[0] if rows else None
-            if current and _parse_time(current["as_of"]) > _parse_time(change.as_of):
-                return False  # an older snapshot arriving late must not overwrite a newer one
-            if change.available is not None:
-                available = change.available
-            elif current is not None:
-                available = current["available"] + (change.delta or 0)
-            else:
-                return False  # a delta without a known base would invent a quantity
-            db["sellable_stock"].upsert(
-                {
-                    "sku": change.sku,
-                    "site": change.site,
-                    "available": available,
-                    "as_of": change.as_of,
-                    "event_id": event_id,
-                },
-                pk=("sku", "site"),
-            )
-        total = next(
-            db.query("select coalesce(sum(max(available, 0)), 0) as n from sellable_stock where sku = ?", [change.sku])
-        )["n"]
-        op.payload["inventory_quantity"] = int(total)
-        return True
-
-    def _finish_op(self, db: Database, event: NormalisedEvent, op: Op, *, apply_stock: bool) -> bool:
-        if op.clv_unique_id:
-            netted = self._claim_clv(db, op, event.event_id)
+        }
+        for op, event_id in claims:
+            netted = holders[(op.clv_unique_id, op.metric)] == event_id
             if netted:
                 op.payload["unique_id"] = op.clv_unique_id
             op.payload["properties"]["ClvNetted"] = netted
-        if op.stock is not None:
-            return self._apply_stock(db, op, event.event_id, apply=apply_stock)
-        return True
 
-    def _insert_op(self, db: Database, event: NormalisedEvent, rowid: int, op: Op, *, backfill: bool) -> bool:
-        op_key = f"{event.event_id}:{op.suffix}"
-        if (op.clv_unique_id or op.stock) and list(db.query("select 1 from outbox where op_key = ?", [op_key])):
-            return False  # already queued: its claim or stock change must not be applied twice
-        if not self._finish_op(db, event, op, apply_stock=True):
-            return False
+    def _apply_stock(self, db: Database, changes: list[tuple[Op, str]], *, apply: bool) -> set[int]:
+        """Fold sellable stock changes, in order, into the per-site table; each op carries its SKU's
+        total at that point. Returns the ids of the ops whose change was not applied."""
+        levels: dict[str, dict[str, tuple[int, str]]] = {}
+        for chunk in _chunks(sorted({op.stock.sku for op, _ in changes if op.stock})):
+            for sku, site, available, as_of in db.conn.execute(
+                f"select sku, site, available, as_of from sellable_stock where sku in ({_marks(chunk)})", chunk
+            ):
+                levels.setdefault(sku, {})[site] = (available, as_of)
+        changed: dict[tuple[str, str], tuple[int, str, str]] = {}
+        unapplied: set[int] = set()
+        for op, event_id in changes:
+            change = op.stock
+            assert change is not None
+            sites = levels.setdefault(change.sku, {})
+            if apply:
+                current = sites.get(change.site)
+                if current and _parse_time(current[1]) > _parse_time(change.as_of):
+                    unapplied.add(id(op))  # an older snapshot arriving late must not overwrite a newer one
+                    continue
+                if change.available is not None:
+                    available = change.available
+                elif current is not None:
+                    available = current[0] + (change.delta or 0)
+                else:
+                    unapplied.add(id(op))  # a delta without a known base would invent a quantity
+                    continue
+                sites[change.site] = (available, change.as_of)
+                changed[(change.sku, change.site)] = (available, change.as_of, event_id)
+            op.payload["inventory_quantity"] = sum(max(quantity or 0, 0) for quantity, _ in sites.values())
+        if changed:
+            db.conn.executemany(
+                "insert into sellable_stock (sku, site, available, as_of, event_id) values (?, ?, ?, ?, ?) "
+                "on conflict (sku, site) do update set available = excluded.available, as_of = excluded.as_of, "
+                "event_id = excluded.event_id",
+                [(sku, site, *values) for (sku, site), values in changed.items()],
+            )
+        return unapplied
+
+    def _finish_ops(self, db: Database, ops: list[tuple[Op, str]], *, apply_stock: bool) -> set[int]:
+        """Grant CLV claims and fold stock changes; returns the ids of the ops not to queue."""
+        self._claim_clv(db, [(op, event_id) for op, event_id in ops if op.clv_unique_id])
+        return self._apply_stock(db, [(op, event_id) for op, event_id in ops if op.stock], apply=apply_stock)
+
+    def _insert_ops(self, db: Database, queued: list[_Queued]) -> int:
+        """Insert operations with one statement (duplicates ignored); returns how many are new."""
+        with_effects = [q for q in queued if q.op.clv_unique_id or q.op.stock]
+        keys = [q.op_key for q in with_effects]
+        # Already queued: its claim or stock change must not be applied twice.
+        existing = {
+            key
+            for chunk in _chunks(keys)
+            for (key,) in db.conn.execute(f"select op_key from outbox where op_key in ({_marks(chunk)})", chunk)
+        }
+        skipped = {id(q.op) for q in with_effects if q.op_key in existing}
+        skipped |= self._finish_ops(
+            db, [(q.op, q.event.event_id) for q in with_effects if q.op_key not in existing], apply_stock=True
+        )
         now = now_iso()
-        # Plain SQL: this runs once per operation, and sqlite-utils' insert re-reads the schema each time.
-        cursor = db.execute(
-            f"insert or ignore into outbox ({', '.join(_INSERT_COLUMNS)}) values ({', '.join('?' * len(_INSERT_COLUMNS))})",
+        cursor = db.conn.executemany(
+            _INSERT_SQL,
             [
-                op_key,
-                event.event_id,
-                rowid,
-                op.kind,
-                op.lane,
-                event.source.system,
-                event.event_type,
-                op.metric,
-                event.order_number,
-                op.stage,
-                event.occurred_at.isoformat(),
-                json.dumps(op.payload, default=str),
-                int(backfill),
-                "pending",
-                now,
-                now,
+                (
+                    q.op_key,
+                    q.event.event_id,
+                    q.rowid,
+                    q.op.kind,
+                    q.op.lane,
+                    q.event.source.system,
+                    q.event.event_type,
+                    q.op.metric,
+                    q.event.order_number,
+                    q.op.stage,
+                    q.event.occurred_at.isoformat(),
+                    json.dumps(q.op.payload, default=str),
+                    int(q.backfill),
+                    "pending",
+                    now,
+                    now,
+                )
+                for q in queued
+                if id(q.op) not in skipped
             ],
         )
-        return cursor.rowcount == 1
+        return max(cursor.rowcount, 0)
 
     # -- replay ------------------------------------------------------------------------------------
 
@@ -380,7 +403,9 @@ class Outbox:
             event = parse_event(body["body"])
         except (ValidationError, ValueError) as exc:
             raise MappingError("source_payload_invalid", str(exc)[:2000]) from None
-        backfill = bool(row["backfill"]) or (row["kind"] == "mapping" and self._is_historical(event, datetime.now(UTC)))
+        backfill = bool(row["backfill"]) or (
+            row["kind"] == "mapping" and self.is_historical(event, self.history_cutoff(datetime.now(UTC)))
+        )
         mapped: Mapped = self.mapper.map(event, backfill=backfill)
         now = now_iso()
         queued = []
@@ -388,11 +413,11 @@ class Outbox:
             op_key = f"{event.event_id}:{op.suffix}"
             existing = next(db.query("select id, status from outbox where op_key = ?", [op_key]), None)
             if existing is None:
-                if self._insert_op(db, event, row["event_rowid"], op, backfill=backfill):
+                if self._insert_ops(db, [_Queued(event, row["event_rowid"], op, backfill)]):
                     queued.append(next(db.query("select id from outbox where op_key = ?", [op_key]))["id"])
             elif existing["status"] in ("exception", "resolved") or existing["id"] == outbox_id:
                 # The claim and the stock table already hold this event's effect: read, do not re-apply.
-                self._finish_op(db, event, op, apply_stock=False)
+                self._finish_ops(db, [(op, event.event_id)], apply_stock=False)
                 db["outbox"].update(
                     existing["id"],
                     {
@@ -453,7 +478,7 @@ class Outbox:
             params.extend(ids)
         marks = ",".join(f"'{s}'" for s in UNSENT)
         sql = f"""
-            select o.* from outbox o
+            select {", ".join(f"o.{f.name}" for f in fields(OutboxRow))} from outbox o
             where {" and ".join(clauses)}
               and (o.order_key is null or o.enqueued_at <= ? or not exists (
                     select 1 from outbox p
@@ -463,42 +488,32 @@ class Outbox:
             limit ?
         """
         with self.store.transaction() as db:
-            rows = [OutboxRow.from_row(r) for r in db.query(sql, [*params, cutoff, limit])]
-            if rows:
-                stamp = now_iso()
-                for start in range(0, len(rows), 500):
-                    chunk = [r.id for r in rows[start : start + 500]]
-                    db.execute(
-                        f"update outbox set status = 'in_flight', run_id = ?, attempts = attempts + 1, updated_at = ? "
-                        f"where id in ({','.join('?' * len(chunk))})",
-                        [run_id, stamp, *chunk],
-                    )
+            cursor = db.conn.cursor()
+            cursor.row_factory = sqlite3.Row
+            rows = [OutboxRow.from_row(row) for row in cursor.execute(sql, [*params, cutoff, limit])]
+            stamp = now_iso()
+            for chunk in _chunks([r.id for r in rows]):
+                db.conn.execute(
+                    f"update outbox set status = 'in_flight', run_id = ?, attempts = attempts + 1, updated_at = ? "
+                    f"where id in ({_marks(chunk)})",
+                    [run_id, stamp, *chunk],
+                )
         return rows
 
-    def mark(
-        self,
-        ids: Iterable[int],
-        status: str,
-        error: str | None = None,
-        payloads: dict[int, dict[str, Any]] | None = None,
-    ) -> None:
+    def mark(self, ids: Iterable[int], status: str, error: str | None = None) -> None:
         ids = list(ids)
         if not ids:
             return
-        stamp = now_iso()
         with self.store.transaction() as db:
-            self._mark(db, ids, status, error, stamp)
-            for row_id, payload in (payloads or {}).items():
-                db["outbox"].update(row_id, {"payload": json.dumps(payload, default=str)})
+            self._mark(db, ids, status, error, now_iso())
 
     @staticmethod
     def _mark(db: Database, ids: list[int], status: str, error: str | None, stamp: str) -> None:
         sent_at = stamp if status in ("sent", "superseded") else None
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            db.execute(
+        for chunk in _chunks(ids):
+            db.conn.execute(
                 f"update outbox set status = ?, last_error = coalesce(?, last_error), updated_at = ?, "
-                f"sent_at = coalesce(?, sent_at) where id in ({','.join('?' * len(chunk))})",
+                f"sent_at = coalesce(?, sent_at) where id in ({_marks(chunk)})",
                 [status, error, stamp, sent_at, *chunk],
             )
 

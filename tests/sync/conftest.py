@@ -15,7 +15,7 @@ import pytest
 
 from cogent_cli.events import NormalisedEvent, Source, dump_event, make_event
 from cogent_cli.klaviyo.errors import BulkDeliveryError, KlaviyoValidationError, TransientError
-from cogent_cli.klaviyo.models import BatchFailure, BulkOutcome, Profile
+from cogent_cli.klaviyo.models import BatchFailure, BulkJob, BulkOutcome, Profile
 from cogent_cli.state import Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -241,10 +241,11 @@ class FakeKlaviyo:
                 stored["properties"].pop(name, None)
         return Profile(id=profile_id)
 
-    async def bulk_import_profiles(self, profiles: list[Any]) -> Any:
+    async def bulk_import_profiles(self, profiles: list[Any]) -> BulkJob:
         self.calls.append(("bulk_import_profiles", len(profiles)))
         for p in profiles:
             await self._apply_profile(p)
+        return BulkJob(id=f"job{next(self._ids)}", type="profile-bulk-import-job", status="complete", failed_count=0)
 
     async def upsert_profile(self, profile: Any) -> Profile:
         self.calls.append(("upsert_profile", 1))

@@ -229,3 +229,35 @@ def test_an_event_klaviyo_rejects_becomes_a_validation_exception_with_its_pointe
     with workspace.store() as store:
         [record] = list_exceptions(store, exception_class="validation_error")
     assert record.event_id == ancient.event_id and record.pointer and record.pointer.endswith("/time")
+
+
+def test_a_profile_the_import_job_rejects_becomes_a_validation_exception_and_the_others_are_imported(
+    tmp_path: Any, sandbox: Any
+) -> None:
+    workspace = sandbox_workspace(tmp_path / "ws", sandbox.base_url)
+    with workspace.store() as store, store.transaction() as db:
+        # A profile merged away in Klaviyo since its id was cached: the import job fails that row only.
+        db["identity_cache"].insert(
+            {"key": "email:gone@shop.test", "profile_id": "01GONE0000000000000000000", "updated_at": ""}
+        )
+    with workspace.store() as store:
+        add_events(
+            store,
+            [
+                return_event("return.received", "RT1", "received", order="B1", email="jane@shop.test"),
+                return_event("return.received", "RT2", "received", order="B2", email="gone@shop.test"),
+            ],
+        )
+    summary = sync(workspace)
+    assert summary.failed["validation_error"] >= 1
+    with workspace.store() as store:
+        rejected = [
+            r for r in list_exceptions(store, exception_class="validation_error") if r.metric.startswith("profile")
+        ]
+        profile_ops = {r["status"] for r in store.db.query("select status from outbox where kind = 'profile'")}
+    [record] = rejected
+    assert record.pointer == "/data/id" and "does not exist" in (record.last_error or "")
+    assert record.payload["profile"] == {"email": "gone@shop.test"}
+    assert profile_ops == {"sent", "exception"}
+    [jane] = list(sandbox.db.query("select properties from profiles where email = 'jane@shop.test'"))
+    assert '"open_return": true' in jane["properties"]
