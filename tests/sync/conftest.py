@@ -3,6 +3,7 @@ in-memory stand-in for the Klaviyo client (the HTTP tests use the real client an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ import pytest
 
 from cogent_cli.events import NormalisedEvent, Source, dump_event, make_event
 from cogent_cli.klaviyo.errors import BulkDeliveryError, KlaviyoValidationError, TransientError
-from cogent_cli.klaviyo.models import BatchFailure, BulkJob, BulkOutcome, Profile
+from cogent_cli.klaviyo.models import BatchFailure, BulkJob, BulkOutcome, Profile, ProfileImportFailure
 from cogent_cli.state import Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -171,6 +172,11 @@ class FakeKlaviyo:
         self.subscriptions: list[tuple[str, Any, bool]] = []
         self.reject_metric: str | None = None
         self.unavailable_calls = 0
+        # Profile import jobs: profiles (by email) the job reports as failed, and how jobs end.
+        self.import_errors: dict[str, str] = {}
+        self.import_status = "complete"
+        self._jobs: dict[str, list[str]] = {}
+        self.catalog_delays: list[float] = []
         self._ids = count(1)
 
     @asynccontextmanager
@@ -242,10 +248,33 @@ class FakeKlaviyo:
         return Profile(id=profile_id)
 
     async def bulk_import_profiles(self, profiles: list[Any]) -> BulkJob:
+        """Answered `queued`, as Klaviyo does; the job's outcome is read with get_bulk_import_job."""
         self.calls.append(("bulk_import_profiles", len(profiles)))
+        job_id, failed = f"job{next(self._ids)}", []
         for p in profiles:
-            await self._apply_profile(p)
-        return BulkJob(id=f"job{next(self._ids)}", type="profile-bulk-import-job", status="complete", failed_count=0)
+            if p.email in self.import_errors:
+                failed.append(p.email)
+            elif self.import_status == "complete":
+                await self._apply_profile(p)
+        self._jobs[job_id] = failed
+        return BulkJob(id=job_id, type="profile-bulk-import-job", status="queued")
+
+    async def get_bulk_import_job(self, job_id: str) -> BulkJob:
+        self.calls.append(("get_bulk_import_job", 1))
+        failed = len(self._jobs[job_id])
+        return BulkJob(id=job_id, type="profile-bulk-import-job", status=self.import_status, failed_count=failed)
+
+    async def get_bulk_import_errors(self, job_id: str) -> AsyncIterator[ProfileImportFailure]:
+        self.calls.append(("get_bulk_import_errors", 1))
+        for email in self._jobs[job_id]:
+            yield ProfileImportFailure(
+                id=f"err-{email}",
+                code="invalid",
+                title="Invalid input.",
+                detail=self.import_errors[email],
+                source={"pointer": "/data/attributes/email"},
+                original_payload={"email": email},
+            )
 
     async def upsert_profile(self, profile: Any) -> Profile:
         self.calls.append(("upsert_profile", 1))
@@ -269,6 +298,8 @@ class FakeKlaviyo:
 
     async def bulk_update_catalog_variants(self, variants: list[Any]) -> None:
         self.calls.append(("bulk_update_catalog_variants", len(variants)))
+        if self.catalog_delays:
+            await asyncio.sleep(self.catalog_delays.pop(0))
         for v in variants:
             self.variants[v.id] = float(v.inventory_quantity)
 

@@ -127,3 +127,58 @@ def test_klaviyo_unavailable_defers_the_batch_to_the_next_run_without_losing_it(
     second = sync(workspace, fake)
     assert (second.sent, second.waiting) == ({"Fulfilled Shipment": 2}, 0)
     assert len(fake.events) == 2
+
+
+def test_profiles_an_import_job_reports_as_failed_become_validation_exceptions_and_the_rest_is_delivered(
+    workspace: Workspace, fake: FakeKlaviyo
+) -> None:
+    with workspace.store() as store:
+        add_events(
+            store,
+            [
+                return_event("return.lodged", "RET1", "lodged", order="A1", email="good@shop.test"),
+                return_event("return.lodged", "RET2", "lodged", order="A2", email="bad@shop.test"),
+            ],
+        )
+    fake.import_errors = {"bad@shop.test": "This email address is not deliverable."}
+    summary = sync(workspace, fake)
+    assert ("bulk_import_profiles", 2) in fake.calls and ("get_bulk_import_errors", 1) in fake.calls
+    assert summary.failed == {"validation_error": 1}
+    with workspace.store() as store:
+        [record] = list_exceptions(store, exception_class="validation_error")
+    assert record.metric.startswith("profile") and record.payload["profile"] == {"email": "bad@shop.test"}
+    assert record.pointer == "/data/attributes/email" and "not deliverable" in (record.last_error or "")
+    [good] = [p for p in fake.profiles.values() if p.get("email") == "good@shop.test"]
+    assert good["properties"]["open_return"] is True
+
+
+def test_a_cancelled_import_job_leaves_its_profiles_for_the_next_run(workspace: Workspace, fake: FakeKlaviyo) -> None:
+    with workspace.store() as store:
+        add_events(
+            store,
+            [
+                return_event("return.lodged", "RET1", "lodged", order="A1", email="one@shop.test"),
+                return_event("return.lodged", "RET2", "lodged", order="A2", email="two@shop.test"),
+            ],
+        )
+    fake.import_status = "cancelled"
+    first = sync(workspace, fake)
+    assert (first.deferred, first.failed) == (2, {})
+    fake.import_status = "complete"
+    second = sync(workspace, fake)
+    assert sum(v for k, v in second.sent.items() if k.startswith("profile")) == 2
+    assert all(p["properties"].get("open_return") for p in fake.profiles.values())
+
+
+def test_stock_of_successive_waves_reaches_the_catalog_in_order(workspace: Workspace, fake: FakeKlaviyo) -> None:
+    workspace.config_path.write_text(workspace.config_path.read_text().replace("[sync]\n", "[sync]\nwave_size = 1\n"))
+    workspace = Workspace(workspace.root)
+    variant = workspace.config.sync.catalog_variant_id.format(sku="SKU-1")
+    fake.variants[variant] = 0
+    with workspace.store() as store:
+        add_events(store, [stock("SKU-1", "MAIN", 5, at=NOW - timedelta(hours=1)), stock("SKU-1", "MAIN", 3)])
+    # The first wave's update is slow to answer; the second wave, sent meanwhile, must not overtake it.
+    fake.catalog_delays = [0.05]
+    summary = sync(workspace, fake)
+    assert summary.sent == {"catalog inventory": 2}
+    assert fake.variants[variant] == 3
