@@ -2,8 +2,9 @@
 
 A fresh workspace, a synthetic retailer seeded into the source stand-ins (orders on Marketplacer,
 despatches in Peoplevox, Clarus and Scend, returns in Swap, stock per site, planted messiness), a
-pull and normalisation of every source, and a sync into the sandbox's Klaviyo. The report says
-what Klaviyo received and which exceptions were raised and why.
+pull and normalisation of every source, a sync into the sandbox's Klaviyo, a mirror of that Klaviyo
+account and every built-in audit over it, and the HTML health report. The summary says what Klaviyo
+received, which exceptions were raised and why, and what the audits found of the planted messiness.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cogent_cli.audits import AuditResult, AuditRunner, load_registry
+from cogent_cli.health import Health, collect_health
 from cogent_cli.klaviyo.client import KlaviyoClient
 from cogent_cli.klaviyo.models import CatalogItemIn, CatalogVariantIn
+from cogent_cli.mirror import pull_klaviyo
 from cogent_cli.pull import PULL_SYSTEMS
 from cogent_cli.pull import pull as pull_source
+from cogent_cli.report import render_report
 from cogent_cli.sandbox.seed import seed_sources
 from cogent_cli.sandbox.server import run_sandbox
 from cogent_cli.sandbox.sources import SANDBOX_CREDENTIALS, SourceStandIns, sources_config
@@ -46,6 +51,11 @@ class DemoReport:
     subscriptions: int = 0
     catalog_variants_updated: int = 0
     exceptions: dict[str, list[str]] = field(default_factory=dict)
+    mirrored: dict[str, int] = field(default_factory=dict)
+    audits: list[AuditResult] = field(default_factory=list)
+    planted: dict[str, int] = field(default_factory=dict)
+    report_path: Path | None = None
+    health: Health | None = None
 
 
 def _configure(workspace: Workspace, base_url: str, drop_dir: Path, ship_methods: dict[str, str]) -> None:
@@ -54,6 +64,8 @@ def _configure(workspace: Workspace, base_url: str, drop_dir: Path, ship_methods
     mapping = "".join(f'"{raw}" = "{canonical}"\n' for raw, canonical in ship_methods.items())
     text = text.replace("[mapping.ship_methods]\n", f"[mapping.ship_methods]\n{mapping}", 1)
     text += "\n" + sources_config(base_url, drop_dir)
+    # The seeded shoppers check out with plus addresses; the audit counts those as one mailbox.
+    text += "\n[audits.klaviyo-profiles.params]\nstrip_plus_address = true\n"
     workspace.config_path.write_text(text, encoding="utf-8")
 
 
@@ -144,18 +156,43 @@ def run_demo(
         report.catalog_variants_updated = next(
             db.query("select count(*) as n from catalog_variants where inventory_quantity > 0")
         )["n"]
+        step("Mirroring the sandbox's Klaviyo for the audits")
+        report.mirrored = pull_klaviyo(workspace).counts
+    report.planted = seeded.manifest["planted_counts"]
     with workspace.store() as store:
+        step("Auditing (cogent audit all)")
+        runner = AuditRunner(store, workspace.config, load_registry(workspace.root))
+        report.audits = runner.run(runner.enabled())
         grouped: dict[str, list[str]] = {}
         for record in list_exceptions(store):
             grouped.setdefault(f"{record.exception_class} (owner: {record.owner})", []).append(
                 (record.last_error or "").splitlines()[0] if record.last_error else ""
             )
         report.exceptions = grouped
+        report.health = collect_health(store, workspace.config)
+        report.report_path = workspace.root / "report.html"
+        step(f"Writing the health report to {report.report_path}")
+        report.report_path.write_text(render_report(store, workspace.config), encoding="utf-8")
     return report
 
 
 def exception_summary(report: DemoReport, examples: int = 2) -> list[tuple[str, int, list[str]]]:
     return [(name, len(errors), list(Counter(errors))[:examples]) for name, errors in sorted(report.exceptions.items())]
+
+
+def audit_summary(report: DemoReport, examples: int = 2) -> list[dict[str, Any]]:
+    """Per audit: findings by severity and the most severe few, or why it could not run."""
+    return [
+        {
+            "audit": result.audit.name,
+            "error": result.error,
+            "counts": {severity: result.counts()[severity] for severity in ("error", "warning", "info")},
+            "examples": [
+                {"severity": f.severity, "owner": f.owner, "title": f.title} for f in result.findings[:examples]
+            ],
+        }
+        for result in report.audits
+    ]
 
 
 def report_json(report: DemoReport) -> dict[str, Any]:
@@ -170,4 +207,9 @@ def report_json(report: DemoReport) -> dict[str, Any]:
         "subscriptions": report.subscriptions,
         "catalog_variants_in_stock": report.catalog_variants_updated,
         "exceptions": {name: {"count": n, "examples": ex} for name, n, ex in exception_summary(report)},
+        "klaviyo_mirrored": report.mirrored,
+        "planted": report.planted,
+        "audits": audit_summary(report),
+        "status": report.health.to_json() if report.health else None,
+        "report": str(report.report_path) if report.report_path else None,
     }

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cogent_cli.audits import AuditResult, AuditRunner, load_registry, reached
-from cogent_cli.audits.merges import export_merges
-from cogent_cli.audits.render import business_keys, render, summary
 from cogent_cli.cli.common import alert, stderr, stdout, workspace_from
 from cogent_cli.errors import ExitStatus, UsageError
+
+if TYPE_CHECKING:
+    from cogent_cli.audits import AuditResult, Registry
 
 FORMATS = ("table", "json", "csv", "md", "html")
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -65,6 +65,10 @@ def audit(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     if fail_on not in ("info", "warning", "error"):
         raise typer.BadParameter("use info, warning or error", param_hint="--fail-on")
+    from cogent_cli.audits import AuditRunner, load_registry, reached
+    from cogent_cli.audits.merges import export_merges
+    from cogent_cli.audits.render import render
+
     workspace = workspace_from(ctx)
     registry = load_registry(workspace.root)
     if name == "list":
@@ -114,7 +118,7 @@ def audit(
         raise typer.Exit(int(ExitStatus.FINDINGS))
 
 
-def _list(registry) -> None:
+def _list(registry: Registry) -> None:
     table = Table(title="Audits")
     table.add_column("name", no_wrap=True)
     for column in ("kind", "owner", "thresholds", "description"):
@@ -131,6 +135,8 @@ def _list(registry) -> None:
 
 
 def _table(results: list[AuditResult], console: Console) -> None:
+    from cogent_cli.audits.render import business_keys, summary
+
     totals = summary(results)
     table = Table(title=f"Findings: {totals['new']} new, {totals['persisting']} persisting, {totals['fixed']} fixed")
     table.add_column("owner")

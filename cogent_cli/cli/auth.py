@@ -9,11 +9,12 @@ import typer
 from rich.table import Table
 
 from cogent_cli.cli.common import new_typer, stderr, stdout, workspace_from
-from cogent_cli.credentials import SECRETS, Credentials
 
 app = new_typer("Store and inspect credentials (system keyring, or COGENT_<SYSTEM>_<NAME> variables).")
 
-SystemArg = Annotated[str, typer.Argument(help=f"One of: {', '.join(SECRETS)}.")]
+SystemArg = Annotated[
+    str, typer.Argument(help="klaviyo, or a source system: peoplevox, clarus, scend, swap, marketplacer.")
+]
 NameOpt = Annotated[
     str | None, typer.Option("--name", help="Which secret (default: the system's main key, e.g. api_key).")
 ]
@@ -32,6 +33,8 @@ def set_(
 
     Example: printf %s "$KEY" | cogent auth set swap --name webhook_secret --from-stdin
     """
+    from cogent_cli.credentials import Credentials
+
     credentials = Credentials(workspace_from(ctx).config)
     # Validate the name and the keyring before asking for the secret.
     name = credentials.check_writable(system, name)
@@ -46,6 +49,8 @@ def status(ctx: typer.Context) -> None:
 
     Example: cogent auth status
     """
+    from cogent_cli.credentials import Credentials
+
     credentials = Credentials(workspace_from(ctx).config)
     table = Table("system", "secret", "source", "detail")
     for row in credentials.status():
@@ -59,6 +64,8 @@ def remove(ctx: typer.Context, system: SystemArg, name: NameOpt = None) -> None:
 
     Example: cogent auth remove marketplacer --name webhook_secret
     """
+    from cogent_cli.credentials import Credentials
+
     credentials = Credentials(workspace_from(ctx).config)
     removed = credentials.remove(system, name)
     stderr().print(f"Removed {system} {removed} from the keyring.")

@@ -1,4 +1,8 @@
-"""What every command module shares: consoles, the workspace from global options, output helpers."""
+"""What every command module shares: consoles, the workspace from global options, output helpers.
+
+Command modules import the library inside their command functions: `cogent --help` and `cogent
+status` then load only what they use, which keeps start-up (and every cron tick) short.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,14 +21,25 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from cogent_cli.logs import JsonLinesWriter, log_format, redact
-from cogent_cli.workspace import Workspace, find_workspace
 
 if TYPE_CHECKING:
     from typer._click.formatting import HelpFormatter  # typer ships its own click
 
     from cogent_cli.audits import AuditResult
+    from cogent_cli.workspace import Workspace
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+# One spelling for machine-readable output across commands: --format json.
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="table for people, json for scripts and monitoring.")
+]
 EXAMPLE = re.compile(r"^[ \t]*Example:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 
 
@@ -46,6 +62,8 @@ def stderr() -> Console:
 
 
 def workspace_from(ctx: typer.Context) -> Workspace:
+    from cogent_cli.workspace import find_workspace
+
     options: GlobalOptions = ctx.find_root().obj or GlobalOptions()
     return find_workspace(options.workspace)
 

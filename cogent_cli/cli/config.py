@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from cogent_cli.cli.common import new_typer, print_json, stderr, workspace_from
-from cogent_cli.config import effective_config
 
 app = new_typer("Inspect and validate cogent.toml.")
 
@@ -16,6 +15,8 @@ def show(ctx: typer.Context) -> None:
 
     Example: cogent config show | jq .klaviyo
     """
+    from cogent_cli.config import effective_config
+
     print_json(effective_config(workspace_from(ctx).config))
 
 

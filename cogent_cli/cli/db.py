@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cogent_cli.cli.common import new_typer, print_json, stderr, stdout, workspace_from
-from cogent_cli.state import Store
+from cogent_cli.cli.common import FormatOption, OutputFormat, new_typer, print_json, stderr, stdout, workspace_from
 
 app = new_typer("The workspace state file (.cogent/state.db).")
 
@@ -16,6 +15,8 @@ def migrate(ctx: typer.Context) -> None:
 
     Example: cogent db migrate
     """
+    from cogent_cli.state import Store
+
     workspace = workspace_from(ctx)
     with Store.open(workspace.state_path, migrate=False) as store:
         applied = store.migrate()
@@ -28,16 +29,18 @@ def migrate(ctx: typer.Context) -> None:
 @app.command()
 def info(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Show the schema version, row counts per table and the file size.
 
-    Example: cogent db info --json
+    Example: cogent db info --format json
     """
+    from cogent_cli.state import Store
+
     workspace = workspace_from(ctx)
     with Store.open(workspace.state_path, migrate=False) as store:
         state = store.info()
-    if as_json:
+    if fmt == "json":
         print_json(
             {
                 "path": str(state.path),

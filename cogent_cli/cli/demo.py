@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cogent_cli.cli.common import print_json, stderr, stdout
+from cogent_cli.cli.common import FormatOption, OutputFormat, print_json, stderr, stdout
+from cogent_cli.cli.status import show_status
 from cogent_cli.cli.sync import lane_progress, print_summary
-from cogent_cli.demo import exception_summary, report_json, run_demo
 
 
 def demo(
@@ -19,22 +19,26 @@ def demo(
     ),
     orders: Annotated[int, typer.Option("--orders", min=1, max=5000, help="Orders in the synthetic retailer.")] = 40,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the synthetic retailer.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Run the whole job on this machine: a sandbox Klaviyo and source systems, seeded, pulled, synced.
 
     Creates a workspace in DIR pointed at a sandbox it starts itself, seeds a synthetic retailer,
-    pulls and normalises every source, syncs to the sandbox's Klaviyo, and reports what Klaviyo
-    received and which exceptions were raised and why. Nothing leaves this machine.
+    pulls and normalises every source, syncs to the sandbox's Klaviyo, mirrors that account and runs
+    every audit, then reports what Klaviyo received, which exceptions were raised and why, what the
+    audits found, and `cogent status`; it writes the HTML health report to DIR/report.html.
+    Nothing leaves this machine.
 
     Example: cogent demo ./acme-demo --orders 100
     """
+    from cogent_cli.demo import audit_summary, exception_summary, report_json, run_demo
+
     err = stderr()
     with lane_progress() as progress:
         report = run_demo(
             directory, orders=orders, seed=seed, step=lambda m: err.print(f"[bold]>[/] {escape(m)}"), progress=progress
         )
-    if as_json:
+    if fmt == "json":
         print_json(report_json(report))
         return
     console = stdout()
@@ -58,6 +62,23 @@ def demo(
             console.print(f"          e.g. {escape(example)}")
     if not report.exceptions:
         console.print("  none")
+    console.print(
+        f"Audit findings (cogent audit NAME -w {escape(str(report.workspace))}); planted by the seed: "
+        + ", ".join(f"{kind} {n}" for kind, n in sorted(report.planted.items()))
+    )
+    for audit in audit_summary(report):
+        if audit["error"]:
+            console.print(f"  {audit['audit']}: could not run: {escape(audit['error'])}")
+            continue
+        counts = ", ".join(f"{n} {severity}" for severity, n in audit["counts"].items() if n) or "no findings"
+        console.print(f"  {audit['audit']}: {counts}")
+        for example in audit["examples"]:
+            console.print(f"          {example['severity']}: {escape(example['title'])} (owner: {example['owner']})")
+    console.print()
+    console.print("[bold]cogent status[/]")
+    if report.health:
+        show_status(report.health)
+    console.print(f"Health report: {escape(str(report.report_path))}")
     err.print(
         f"The workspace stays in {report.workspace}; its sandbox stopped with the demo (`cogent sandbox serve` restarts one)."
     )

@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cogent_cli.cli.common import new_typer, print_json, stderr, stdout, workspace_from
+from cogent_cli.cli.common import FormatOption, OutputFormat, new_typer, print_json, stderr, stdout, workspace_from
 from cogent_cli.cli.sync import check_source, parse_since
-from cogent_cli.sync.exceptions import get_exception, list_exceptions, resolve_exception
 
 app = new_typer("Sync exceptions: what could not be delivered, who owns it, and why.")
 
@@ -23,12 +22,14 @@ def list_command(
     source: Annotated[str | None, typer.Option("--source", help="Only this source system's.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Raised since this date (YYYY-MM-DD).")] = None,
     status: Annotated[str, typer.Option("--status", help="open, replayed, resolved, or all.")] = "open",
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """List exceptions (open ones unless --status says otherwise).
 
     Example: cogent exceptions list --owner ops --class unmapped_ship_method
     """
+    from cogent_cli.sync.exceptions import list_exceptions
+
     check_source(source)
     with workspace_from(ctx).store() as store:
         records = list_exceptions(
@@ -39,7 +40,7 @@ def list_command(
             since=parse_since(since),
             status=None if status == "all" else status,
         )
-    if as_json:
+    if fmt == "json":
         print_json([r.to_json() for r in records])
         return
     console = stdout()
@@ -56,15 +57,17 @@ def list_command(
 def show(
     ctx: typer.Context,
     exception_id: Annotated[int, typer.Argument(help="Exception id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Show one exception: class, owner, pointer, last error, details and the payload.
 
     Example: cogent exceptions show 7
     """
+    from cogent_cli.sync.exceptions import get_exception
+
     with workspace_from(ctx).store() as store:
         record = get_exception(store, exception_id)
-    if as_json:
+    if fmt == "json":
         print_json(record.to_json())
         return
     console = stdout()
@@ -88,6 +91,8 @@ def resolve(
 
     Example: cogent exceptions resolve 7 --note "merged the two profiles in Klaviyo"
     """
+    from cogent_cli.sync.exceptions import resolve_exception
+
     with workspace_from(ctx).store() as store:
         record = resolve_exception(store, exception_id, note)
     stderr().print(f"Exception {record.id} resolved.")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cogent_cli.cli.common import new_typer, print_json, stderr, stdout, workspace_from
-from cogent_cli.inbox import STATUSES, Inbox, InboxRow, NormaliseSummary
+from cogent_cli.cli.common import FormatOption, OutputFormat, new_typer, print_json, stderr, stdout, workspace_from
+
+if TYPE_CHECKING:
+    from cogent_cli.inbox import InboxRow, NormaliseSummary
 
 app = new_typer("Raw source payloads: list, show, retry after a mapping fix.")
 
@@ -41,17 +43,19 @@ def list_rows(
     system: Annotated[str | None, typer.Option("--system", help="Only this source system.")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="Only this kind of payload.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows (0: all).")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """List inbox rows, oldest first, with the reason of each quarantined one.
 
     Example: cogent inbox list --status quarantined --system peoplevox
     """
+    from cogent_cli.inbox import STATUSES, Inbox
+
     if status is not None and status not in STATUSES:
         raise typer.BadParameter(f"use one of {', '.join(STATUSES)}", param_hint="--status")
     with workspace_from(ctx).store() as store:
         rows = Inbox(store).list(status=status, system=system, kind=kind, limit=limit or None)
-    if as_json:
+    if fmt == "json":
         print_json([_row_json(row, with_body=False) for row in rows])
         return
     if not rows:
@@ -77,15 +81,17 @@ def list_rows(
 def show(
     ctx: typer.Context,
     row_id: Annotated[int, typer.Argument(metavar="ID", help="Inbox row id (see `cogent inbox list`).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Show one inbox row: where it came from, its raw payload, and why it was quarantined.
 
     Example: cogent inbox show 42
     """
+    from cogent_cli.inbox import Inbox
+
     with workspace_from(ctx).store() as store:
         row = Inbox(store).get(row_id)
-    if as_json:
+    if fmt == "json":
         print_json(_row_json(row, with_body=True))
         return
     out = stdout()
@@ -132,6 +138,8 @@ def retry(
 
     Example: cogent inbox retry --all
     """
+    from cogent_cli.inbox import Inbox
+
     if not ids and not all_rows:
         raise typer.BadParameter("name inbox ids, or pass --all for every quarantined row")
     workspace = workspace_from(ctx)
@@ -153,6 +161,8 @@ def normalise(ctx: typer.Context) -> None:
 
     Example: cogent inbox normalise
     """
+    from cogent_cli.inbox import Inbox
+
     workspace = workspace_from(ctx)
     with workspace.store() as store:
         summary = Inbox(store).normalise_pending(workspace.config)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cogent_cli.cli.common import print_json, stderr, stdout, workspace_from
+from cogent_cli.cli.common import FormatOption, OutputFormat, print_json, stderr, stdout, workspace_from
 from cogent_cli.cli.inbox import report
-from cogent_cli.ingest import IngestSummary, ingest_paths
+
+if TYPE_CHECKING:
+    from cogent_cli.ingest import IngestSummary
 
 
 def ingest(
@@ -23,7 +24,7 @@ def ingest(
     no_normalise: Annotated[
         bool, typer.Option("--no-normalise", help="Only store the raw records; normalise later.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Store every record of the files in the inbox, then normalise what is pending into events.
 
@@ -33,6 +34,10 @@ def ingest(
 
     Example: cogent ingest peoplevox despatch-summary-2026-11-01.csv
     """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cogent_cli.ingest import ingest_paths
+
     workspace = workspace_from(ctx)
     total_bytes = sum(p.stat().st_size for p in paths if p.is_file())
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}"), TimeElapsedColumn())
@@ -53,7 +58,7 @@ def ingest(
         summary = ingest_paths(
             store, workspace.config, system, paths, kind=kind, normalise=not no_normalise, progress=advance
         )
-    _show(summary, as_json)
+    _show(summary, fmt == "json")
 
 
 def _show(summary: IngestSummary, as_json: bool) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from cogent_cli.cli.common import stderr, workspace_from
 from cogent_cli.errors import UsageError
-from cogent_cli.listen import create_app, describe_endpoints, resolve_secrets
 
 
 def listen(
@@ -25,6 +23,10 @@ def listen(
 
     Example: cogent listen --host 127.0.0.1 --port 8080
     """
+    import uvicorn
+
+    from cogent_cli.listen import create_app, describe_endpoints, resolve_secrets
+
     workspace = workspace_from(ctx)
     config = workspace.config
     secrets = resolve_secrets(config)

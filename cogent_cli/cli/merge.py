@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from cogent_cli.audits.merges import MergeStep, apply_merges, load_proposals, proposals_summary
 from cogent_cli.cli.common import new_typer, stderr, stdout, workspace_from
 
 app = new_typer("Merge duplicate Klaviyo profiles found by `cogent audit klaviyo-profiles`.")
@@ -31,6 +29,10 @@ def apply(
 
     Example: cogent merge apply merges.json --dry-run
     """
+    import asyncio
+
+    from cogent_cli.audits.merges import MergeStep, apply_merges, load_proposals, proposals_summary
+
     workspace = workspace_from(ctx)
     proposals = load_proposals(file)
     counts = proposals_summary(proposals)

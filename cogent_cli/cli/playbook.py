@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,14 +12,9 @@ from rich.table import Table
 
 from cogent_cli.cli.common import new_typer, stderr, stdout, workspace_from
 from cogent_cli.errors import ExitStatus
-from cogent_cli.playbooks import (
-    PlaybookSession,
-    StepResult,
-    export_markdown,
-    get_playbook,
-    load_playbooks,
-    run_non_interactive,
-)
+
+if TYPE_CHECKING:
+    from cogent_cli.playbooks import StepResult
 
 app = new_typer("Runbooks for handover and day-to-day operation.")
 
@@ -32,6 +27,8 @@ def list_(ctx: typer.Context) -> None:
 
     Example: cogent playbook list
     """
+    from cogent_cli.playbooks import load_playbooks
+
     table = Table("name", "title", "audience", "when")
     for playbook in load_playbooks(workspace_from(ctx).root).values():
         table.add_row(playbook.name, playbook.title, ", ".join(playbook.audience), playbook.when)
@@ -44,6 +41,8 @@ def show(ctx: typer.Context, name: NameArg) -> None:
 
     Example: cogent playbook show failed-despatch-triage
     """
+    from cogent_cli.playbooks import get_playbook
+
     playbook = get_playbook(workspace_from(ctx).root, name)
     console = stdout()
     console.print(f"[bold]{escape(playbook.title)}[/]  ({', '.join(playbook.audience)})\nWhen: {escape(playbook.when)}")
@@ -85,6 +84,8 @@ def run(
 
     Example: cogent playbook run daily-sync-health --non-interactive
     """
+    from cogent_cli.playbooks import PlaybookSession, get_playbook, run_non_interactive
+
     workspace = workspace_from(ctx)
     playbook = get_playbook(workspace.root, name)
     console = stderr()
@@ -132,6 +133,8 @@ def export(
 
     Example: cogent playbook export handover --format md --output handover.md
     """
+    from cogent_cli.playbooks import export_markdown, get_playbook
+
     if fmt != "md":
         raise typer.BadParameter("only md is supported", param_hint="--format")
     workspace = workspace_from(ctx)

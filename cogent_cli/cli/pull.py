@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from cogent_cli.cli.common import print_json, stderr, stdout, workspace_from
+from cogent_cli.cli.common import FormatOption, OutputFormat, print_json, stderr, stdout, workspace_from
 from cogent_cli.cli.inbox import report
 from cogent_cli.errors import UsageError
-from cogent_cli.pull import PULL_SYSTEMS, PullResult, StreamResult
-from cogent_cli.pull import pull as pull_source
+
+if TYPE_CHECKING:
+    from cogent_cli.pull import PullResult
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -28,7 +28,9 @@ def parse_since(value: str | None) -> datetime | None:
 
 def pull(
     ctx: typer.Context,
-    system: Annotated[str, typer.Argument(help=f"{', '.join(PULL_SYSTEMS)}, or klaviyo (the audit mirror).")],
+    system: Annotated[
+        str, typer.Argument(help="peoplevox, clarus, swap, marketplacer, scend, or klaviyo (the audit mirror).")
+    ],
     since: Annotated[
         str | None,
         typer.Option("--since", help="Start from this ISO time instead of where the last pull stopped."),
@@ -39,7 +41,7 @@ def pull(
     no_normalise: Annotated[
         bool, typer.Option("--no-normalise", help="Only store the raw records; normalise later.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Read a source system's new records into the inbox, then normalise them into events.
 
@@ -50,10 +52,15 @@ def pull(
 
     Example: cogent pull peoplevox --since 2026-11-01T00:00Z
     """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from cogent_cli.pull import PULL_SYSTEMS, StreamResult
+    from cogent_cli.pull import pull as pull_source
+
     workspace = workspace_from(ctx)
     moment = parse_since(since)
     if system == "klaviyo":
-        _pull_klaviyo(workspace, moment, as_json)
+        _pull_klaviyo(workspace, moment, fmt == "json")
         return
     if system not in PULL_SYSTEMS:
         raise UsageError(f"Cannot pull from {system!r}", hint=f"Use one of: {', '.join(_systems())}.")
@@ -75,14 +82,20 @@ def pull(
             workspace, system, since=moment, streams=tuple(stream or ()) or None, progress=advance,
             normalise=not no_normalise,
         )  # fmt: skip
-    _show(result, as_json)
+    _show(result, fmt == "json")
 
 
 def _systems() -> tuple[str, ...]:
+    from cogent_cli.pull import PULL_SYSTEMS
+
     return (*PULL_SYSTEMS, "klaviyo") if importlib.util.find_spec("cogent_cli.mirror") else PULL_SYSTEMS
 
 
 def _pull_klaviyo(workspace: object, since: datetime | None, as_json: bool) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from cogent_cli.pull import PULL_SYSTEMS
+
     if importlib.util.find_spec("cogent_cli.mirror") is None:
         raise UsageError("Cannot pull from 'klaviyo' in this build", hint=f"Use one of: {', '.join(PULL_SYSTEMS)}.")
     from cogent_cli.mirror import pull_klaviyo

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from cogent_cli.cli.common import stderr, workspace_from
-from cogent_cli.report import render_report
 
 
 def report(
@@ -25,6 +24,8 @@ def report(
 
     Example: cogent report --output acme-health.html --since 2026-11-01
     """
+    from cogent_cli.report import render_report
+
     workspace = workspace_from(ctx)
     since_day: date | None = since.date() if since else None
     with workspace.store() as store:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cogent_cli.cli.common import new_typer, print_json, stdout, workspace_from
+from cogent_cli.cli.common import FormatOption, OutputFormat, new_typer, print_json, stdout, workspace_from
 from cogent_cli.errors import UsageError
 
 app = new_typer("History of sync runs: when, what was sent, what failed, how each ended.")
@@ -18,7 +18,7 @@ app = new_typer("History of sync runs: when, what was sent, what failed, how eac
 def list_runs(
     ctx: typer.Context,
     last: Annotated[int, typer.Option("--last", min=1, help="How many of the latest runs.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """List recent runs, newest first.
 
@@ -28,7 +28,7 @@ def list_runs(
         rows = list(store.db.query("select * from sync_runs order by id desc limit ?", [last]))
     for row in rows:
         row["counts"] = json.loads(row["counts"] or "{}")
-    if as_json:
+    if fmt == "json":
         print_json(rows)
         return
     console = stdout()
@@ -47,7 +47,7 @@ def list_runs(
 def show(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(help="Run id from `cogent runs list`.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Show one run: times, exit status, counts by metric and by exception class.
 
@@ -59,7 +59,7 @@ def show(
         raise UsageError(f"No run with id {run_id}", hint="`cogent runs list` shows the recent ones.")
     row = rows[0]
     row["counts"] = json.loads(row["counts"] or "{}")
-    if as_json:
+    if fmt == "json":
         print_json(row)
         return
     console = stdout()

@@ -10,12 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cogent_cli.cli.common import new_typer, print_json, stderr, stdout
+from cogent_cli.cli.common import FormatOption, OutputFormat, new_typer, print_json, stderr, stdout
 from cogent_cli.errors import UsageError
-from cogent_cli.sandbox import parse_faults, serve
-from cogent_cli.sandbox.inspection import list_events, list_profiles, open_data
-from cogent_cli.sandbox.seed import seed_sources
-from cogent_cli.sandbox.sources import SourceStandIns, sources_config
 
 app = new_typer("A local stand-in for Klaviyo to rehearse, test and benchmark against.")
 
@@ -26,16 +22,10 @@ DataOption = Annotated[
         "--data", help="Folder holding the sandbox's data (default: $COGENT_SANDBOX_DATA, else ./.cogent-sandbox)."
     ),
 ]
-FormatOption = Annotated[str, typer.Option("--format", help="table or json.")]
 
 
 def _data_dir(data: Path | None) -> Path:
     return data or Path(os.environ.get("COGENT_SANDBOX_DATA") or DEFAULT_DATA)
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in ("table", "json"):
-        raise UsageError(f"Unknown format '{fmt}'.", hint="Use --format table or --format json.")
 
 
 @app.command("serve")
@@ -58,6 +48,9 @@ def serve_command(
 
     Example: cogent sandbox serve --port 8765 --rate-scale 10 --faults 5xx=0.05,seed=7
     """
+    from cogent_cli.sandbox import parse_faults, serve
+    from cogent_cli.sandbox.sources import SourceStandIns
+
     if rate_scale <= 0:
         raise UsageError(f"--rate-scale must be positive, not {rate_scale}.", hint="Use e.g. --rate-scale 10.")
     spec = parse_faults(faults) if faults else None
@@ -86,7 +79,7 @@ def seed_command(
     base_url: Annotated[
         str, typer.Option("--base-url", help="Where `cogent sandbox serve` listens, for the printed config.")
     ] = "http://127.0.0.1:8765",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest summary as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Write a synthetic retailer for the source stand-ins, with planted messiness listed in a manifest.
 
@@ -96,9 +89,12 @@ def seed_command(
 
     Example: cogent sandbox seed --orders 500 --seed 7 >> cogent.toml
     """
+    from cogent_cli.sandbox.seed import seed_sources
+    from cogent_cli.sandbox.sources import sources_config
+
     result = seed_sources(_data_dir(data), orders=orders, seed=seed)
     manifest = result.manifest
-    if as_json:
+    if fmt == "json":
         keys = ("seed", "orders", "counts", "planted_counts", "ship_methods")
         print_json({"manifest": str(result.manifest_path), **{key: manifest[key] for key in keys}})
         return
@@ -130,13 +126,14 @@ def events_command(
     data: DataOption = None,
     metric: Annotated[str | None, typer.Option("--metric", help="Only events of this metric name.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many of the most recent events.")] = 50,
-    fmt: FormatOption = "table",
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """List the most recent events the sandbox received, newest first.
 
     Example: cogent sandbox events --metric "Placed Order" --limit 20 --format json
     """
-    _check_format(fmt)
+    from cogent_cli.sandbox.inspection import list_events, open_data
+
     db = open_data(_data_dir(data))
     rows = list_events(db, metric, limit)
     if fmt == "json":
@@ -156,13 +153,14 @@ def profiles_command(
         str | None, typer.Option("--search", help="Part of an email, phone number or external id, or a profile id.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many of the most recently updated profiles.")] = 50,
-    fmt: FormatOption = "table",
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """List profiles the sandbox holds, with their consent, suppressions and event count.
 
     Example: cogent sandbox profiles --search @example.com --format json
     """
-    _check_format(fmt)
+    from cogent_cli.sandbox.inspection import list_profiles, open_data
+
     db = open_data(_data_dir(data))
     rows = list_profiles(db, search, limit)
     if fmt == "json":

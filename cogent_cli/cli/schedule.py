@@ -7,9 +7,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cogent_cli.cli.common import alert, new_typer, print_json, stderr, stdout, workspace_from
+from cogent_cli.cli.common import (
+    FormatOption,
+    OutputFormat,
+    alert,
+    new_typer,
+    print_json,
+    stderr,
+    stdout,
+    workspace_from,
+)
 from cogent_cli.errors import ExitStatus
-from cogent_cli.sync import schedule as schedules
 
 app = new_typer("Run cogent commands on a schedule from one crontab line.")
 
@@ -25,22 +33,24 @@ def add(
 
     Example: cogent schedule add despatches "*/5 * * * *" -- sync --source peoplevox
     """
+    from cogent_cli.sync import schedule as schedules
+
     with workspace_from(ctx).store() as store:
         info = schedules.add_schedule(store, name, cron, command)
     stderr().print(f"Added {info.name}: cogent {' '.join(info.command)}; next run {info.next_run.isoformat()}")
 
 
 @app.command("list")
-def list_command(
-    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False
-) -> None:
+def list_command(ctx: typer.Context, fmt: FormatOption = OutputFormat.table) -> None:
     """List schedules with their next run time and last outcome.
 
     Example: cogent schedule list
     """
+    from cogent_cli.sync import schedule as schedules
+
     with workspace_from(ctx).store() as store:
         found = schedules.list_schedules(store)
-    if as_json:
+    if fmt == "json":
         print_json([s.__dict__ for s in found])
         return
     console = stdout()
@@ -60,6 +70,8 @@ def remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Schedul
 
     Example: cogent schedule remove despatches
     """
+    from cogent_cli.sync import schedule as schedules
+
     with workspace_from(ctx).store() as store:
         schedules.remove_schedule(store, name)
     stderr().print(f"Removed {name}.")
@@ -73,6 +85,8 @@ def run_due(ctx: typer.Context) -> None:
 
     Example: cogent schedule run-due
     """
+    from cogent_cli.sync import schedule as schedules
+
     workspace = workspace_from(ctx)
     with workspace.store() as store:
         outcomes = schedules.run_due(store, workspace.root)
@@ -89,4 +103,6 @@ def crontab(ctx: typer.Context) -> None:
 
     Example: cogent schedule crontab | (crontab -l; cat) | crontab -
     """
+    from cogent_cli.sync import schedule as schedules
+
     typer.echo(schedules.crontab_line(workspace_from(ctx).root))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from cogent_cli.cli.common import print_json, stderr, stdout, workspace_from
+from cogent_cli.cli.common import FormatOption, OutputFormat, print_json, stderr, stdout, workspace_from
 from cogent_cli.errors import ExitStatus
-from cogent_cli.health import Health, collect_health
+
+if TYPE_CHECKING:
+    from cogent_cli.health import Health
 
 
 def _age(minutes: float | None) -> str:
@@ -62,7 +65,7 @@ def _render(health: Health) -> None:
 
 def status(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="table or json (for monitoring).")] = "table",
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Sources, outbox lanes, open exceptions, recent runs, schedules and rate budget; exits 5 on a breach.
 
@@ -70,20 +73,25 @@ def status(
 
     Example: cogent status --format json | jq .breaches
     """
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("use table or json", param_hint="--format")
+    from cogent_cli.health import collect_health
+
     workspace = workspace_from(ctx)
     with workspace.store() as store:
         health = collect_health(store, workspace.config)
+    show_status(health, fmt)
+    if health.breaches:
+        raise typer.Exit(int(ExitStatus.THRESHOLD))
+
+
+def show_status(health: Health, fmt: str = "table") -> None:
+    """The status screen (or its JSON) on stdout, each breach on stderr."""
     if fmt == "json":
         print_json(health.to_json())
     else:
         _render(health)
-    if health.breaches:
-        console = stderr()
-        for breach in health.breaches:
-            console.print(f"[red]breach[/] ({breach.owner}) {breach.summary} -> {breach.detail_command}")
-        raise typer.Exit(int(ExitStatus.THRESHOLD))
+    console = stderr()
+    for breach in health.breaches:
+        console.print(f"[red]breach[/] ({breach.owner}) {escape(breach.summary)} -> {breach.detail_command}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,26 +8,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cogent_cli.cli.common import alert, print_json, stderr, stdout, workspace_from
-from cogent_cli.config import SOURCE_SYSTEMS
+from cogent_cli.cli.common import FormatOption, OutputFormat, alert, print_json, stderr, stdout, workspace_from
 from cogent_cli.errors import ExitStatus, UsageError
-from cogent_cli.sync.engine import (
-    LaneProgress,
-    ProgressCallback,
-    RunSummary,
-    SyncOptions,
-    flatten,
-    plan_sync,
-    replay,
-    run_sync,
-)
-from cogent_cli.sync.exceptions import list_exceptions
+
+if TYPE_CHECKING:
+    from cogent_cli.sync.engine import LaneProgress, ProgressCallback, RunSummary
 
 
 def parse_since(value: str | None, option: str = "--since") -> datetime | None:
@@ -44,6 +34,8 @@ def parse_since(value: str | None, option: str = "--since") -> datetime | None:
 
 
 def check_source(source: str | None) -> None:
+    from cogent_cli.config import SOURCE_SYSTEMS
+
     if source is not None and source not in SOURCE_SYSTEMS:
         raise UsageError(f"Unknown source {source!r}", hint=f"Use one of: {', '.join(SOURCE_SYSTEMS)}.")
 
@@ -51,6 +43,8 @@ def check_source(source: str | None) -> None:
 @contextmanager
 def lane_progress() -> Iterator[ProgressCallback]:
     """Bars per lane on a terminal; otherwise a plain line per lane at most every few seconds."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     console = stderr()
     if console.is_terminal:
         bars = Progress(
@@ -126,7 +120,7 @@ def sync(
     max_minutes: Annotated[
         float | None, typer.Option("--max-minutes", min=0.01, help="Stop taking new work after M minutes.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Deliver new events to Klaviyo: transactional first, then profiles and catalog, history last.
 
@@ -135,6 +129,8 @@ def sync(
 
     Example: cogent sync --source peoplevox --max-minutes 4
     """
+    from cogent_cli.sync.engine import SyncOptions, plan_sync, run_sync
+
     check_source(source)
     if backfill != (since is not None):
         raise UsageError("--backfill and --since go together", hint="e.g. cogent sync --backfill --since 2026-01-01")
@@ -148,11 +144,11 @@ def sync(
         command=" ".join(["sync", *sys.argv[sys.argv.index("sync") + 1 :]]) if "sync" in sys.argv else "sync",
     )
     if dry_run:
-        print_plan(plan_sync(workspace, options), as_json)
+        print_plan(plan_sync(workspace, options), fmt == "json")
         return
     with lane_progress() as progress:
         summary = run_sync(workspace, options, progress=progress)
-    print_summary(summary, as_json)
+    print_summary(summary, fmt == "json")
     alert(workspace)
     if summary.exit_status:
         raise typer.Exit(summary.exit_status)
@@ -161,6 +157,8 @@ def sync(
 
 
 def print_plan(plan: Any, as_json: bool) -> None:
+    from cogent_cli.sync.engine import flatten
+
     if as_json:
         print_json(
             {
@@ -195,12 +193,15 @@ def replay_command(
     source: Annotated[str | None, typer.Option("--source", help="Every open exception of this source.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Exceptions raised since this date.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be re-sent; change nothing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Map quarantined events again under the current cogent.toml and deliver them; safe to repeat.
 
     Example: cogent replay --class unmapped_ship_method
     """
+    from cogent_cli.sync.engine import flatten, replay
+    from cogent_cli.sync.exceptions import list_exceptions
+
     check_source(source)
     if not ids and not exception_class and not source and not since:
         raise UsageError(
@@ -230,7 +231,7 @@ def replay_command(
     else:
         with lane_progress() as progress:
             items, summary = replay(workspace, records, progress=progress)
-    if as_json:
+    if fmt == "json":
         print_json({"items": [i.__dict__ for i in items], "run": summary.to_json() if summary else None})
     else:
         console = stdout()

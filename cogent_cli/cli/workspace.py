@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 
 from cogent_cli.cli.common import stderr, stdout, workspace_from
-from cogent_cli.doctor import run_doctor
 from cogent_cli.errors import ExitStatus
-from cogent_cli.workspace import init_workspace
 
 
 def init(
@@ -21,6 +19,8 @@ def init(
 
     Example: cogent init ~/clients/acme --name "Acme Outdoor"
     """
+    from cogent_cli.workspace import init_workspace
+
     workspace = init_workspace(directory, name)
     console = stderr()
     console.print(f"Created workspace [bold]{workspace.config.workspace.name}[/] in {workspace.root}")
@@ -33,6 +33,8 @@ def doctor(ctx: typer.Context) -> None:
 
     Example: cogent doctor
     """
+    from cogent_cli.doctor import run_doctor
+
     checks = run_doctor(workspace_from(ctx))
     console = stdout()
     for check in checks:

@@ -91,7 +91,7 @@ def test_db_info_shows_schema_version_row_counts_and_size(runner: CliRunner, wor
         store.set_meta("b", "2")
 
     text = runner.invoke(app, ["--workspace", str(workspace.root), "db", "info"])
-    as_json = runner.invoke(app, ["--workspace", str(workspace.root), "db", "info", "--json"])
+    as_json = runner.invoke(app, ["--workspace", str(workspace.root), "db", "info", "--format", "json"])
 
     assert text.exit_code == as_json.exit_code == 0
     info = json.loads(as_json.stdout)
@@ -112,7 +112,7 @@ def test_db_info_reports_pending_migrations_of_an_older_file_without_applying_th
     workspace.state_path.unlink()
     older_database(workspace.state_path)
 
-    result = runner.invoke(app, ["--workspace", str(workspace.root), "db", "info", "--json"])
+    result = runner.invoke(app, ["--workspace", str(workspace.root), "db", "info", "--format", "json"])
 
     assert json.loads(result.stdout)["migrations_pending"] == len(ALL) - 1
     assert applied_names(workspace.state_path) == ["m001_initial"]

@@ -23,7 +23,7 @@ steps:
   - title: Schema is current
     explain: The state file must have no pending migrations.
     owner: ops
-    command: db info --json
+    command: db info --format json
     checks:
       - describe: No migrations pending
         path: migrations_pending

@@ -148,15 +148,15 @@ def test_named_kind_overrides_detection_and_a_wrong_name_lists_the_kinds(
 def test_cli_ingest_then_inbox_list_show_and_retry(workspace: Workspace, runner: CliRunner, tmp_path: Path) -> None:
     good = write(tmp_path, "despatch.csv", [PVX_DESPATCH, {**PVX_DESPATCH, "Despatch number": "9", "No of items": "x"}])
     ws = ["--workspace", str(workspace.root)]
-    result = runner.invoke(app, [*ws, "ingest", "peoplevox", str(good), "--json"])
+    result = runner.invoke(app, [*ws, "ingest", "peoplevox", str(good), "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["quarantined"] == 1
 
-    listed = runner.invoke(app, [*ws, "inbox", "list", "--status", "quarantined", "--json"])
+    listed = runner.invoke(app, [*ws, "inbox", "list", "--status", "quarantined", "--format", "json"])
     [row] = json.loads(listed.stdout)
     assert row["reason"] == "No of items = 'x': must be a whole number"
 
-    shown = runner.invoke(app, [*ws, "inbox", "show", str(row["id"]), "--json"])
+    shown = runner.invoke(app, [*ws, "inbox", "show", str(row["id"]), "--format", "json"])
     assert json.loads(json.loads(shown.stdout)["body"])["No of items"] == "x"
 
     retried = runner.invoke(app, [*ws, "inbox", "retry", "--all"])

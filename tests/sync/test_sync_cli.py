@@ -41,7 +41,7 @@ def test_dry_run_reports_events_the_mapping_would_park(runner: CliRunner, worksp
     )
     with workspace.store() as store:
         add_events(store, [shipment("S1", [("T1", [("SKU-1", 1)])])])
-    result = cogent(runner, workspace, "sync", "--dry-run", "--json")
+    result = cogent(runner, workspace, "sync", "--dry-run", "--format", "json")
     plan = json.loads(result.stdout)
     assert plan["operations"] == []
     assert [p["class"] for p in plan["problems"]] == ["unmapped_ship_method"]
@@ -76,7 +76,7 @@ def test_sync_exits_locked_naming_the_holder(runner: CliRunner, workspace: Works
         f"Another sync run holds the workspace lock: pid {parent} on {os.uname().nodename}, started 2026-11-23T08:00:00+00:00"
         in result.stderr
     )
-    listed = cogent(runner, workspace, "runs", "list", "--json")
+    listed = cogent(runner, workspace, "runs", "list", "--format", "json")
     assert [(r["status"], r["exit_status"]) for r in json.loads(listed.stdout)] == [("locked", 4)]
 
 
@@ -88,10 +88,13 @@ def test_exceptions_list_show_and_resolve(runner: CliRunner, workspace: Workspac
             store, [stock("SKU-1", "MAIN", 3, non_sellable=None), shipment("S1", [("T1", [("SKU-1", 1)])], email=None)]
         )
         Outbox(store, workspace.config).enqueue_new()
-    listed = cogent(runner, workspace, "exceptions", "list", "--json")
+    listed = cogent(runner, workspace, "exceptions", "list", "--format", "json")
     [record] = json.loads(listed.stdout)
     assert (record["class"], record["owner"], record["pointer"]) == ("source_payload_invalid", "ops", "/customer")
-    assert cogent(runner, workspace, "exceptions", "list", "--owner", "ecommerce", "--json").stdout.strip() == "[]"
+    assert (
+        cogent(runner, workspace, "exceptions", "list", "--owner", "ecommerce", "--format", "json").stdout.strip()
+        == "[]"
+    )
     shown = cogent(runner, workspace, "exceptions", "show", str(record["id"]))
     assert f"id:          {record['id']}" in shown.stdout.splitlines()
     resolved = cogent(runner, workspace, "exceptions", "resolve", str(record["id"]), "--note", "customer had no email")
@@ -116,7 +119,7 @@ def test_schedule_add_list_remove_and_crontab(runner: CliRunner, workspace: Work
         runner, workspace, "schedule", "add", "despatches", "*/5 * * * *", "--", "sync", "--source", "peoplevox"
     )
     assert added.exit_code == 0, added.output
-    listed = json.loads(cogent(runner, workspace, "schedule", "list", "--json").stdout)
+    listed = json.loads(cogent(runner, workspace, "schedule", "list", "--format", "json").stdout)
     assert [(s["name"], s["cron"], s["command"]) for s in listed] == [
         ("despatches", "*/5 * * * *", ["sync", "--source", "peoplevox"])
     ]

@@ -82,7 +82,7 @@ def test_unknown_stream_names_the_streams(point, served):
 
 def test_cli_pull_prints_json_summary_and_normalises(point, served, runner):
     ws = point()
-    result = runner.invoke(app, ["--workspace", str(ws.root), "pull", "swap", "--json"])
+    result = runner.invoke(app, ["--workspace", str(ws.root), "pull", "swap", "--format", "json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["stored"] == len(served.standins.data.swap["returns"])

@@ -128,7 +128,9 @@ def test_packed_shipments_that_did_not_leave_are_planted(retailer):
 
 
 def test_cli_seed_writes_the_manifest_and_prints_its_summary(tmp_path, runner):
-    result = runner.invoke(app, ["sandbox", "seed", "--orders", "15", "--seed", "2", "--data", str(tmp_path), "--json"])
+    result = runner.invoke(
+        app, ["sandbox", "seed", "--orders", "15", "--seed", "2", "--data", str(tmp_path), "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["counts"]["orders"] == 15
