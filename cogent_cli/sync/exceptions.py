@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self
 
 from sqlite_utils import Database
 
@@ -49,33 +49,38 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-R = TypeVar("R")
+class RowRecord:
+    """A dataclass read from a table row: each field from its column (same name unless `COLUMNS`
+    says otherwise), passed through its `CONVERT` function when it has one (JSON text, flags)."""
+
+    __slots__ = ()
+    COLUMNS: ClassVar[Mapping[str, str]] = {}
+    CONVERT: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        columns, conversions = _row_plan(cls)
+        values = [row[column] for column in columns]
+        for index, convert in conversions:
+            values[index] = convert(values[index])
+        return cls(*values)
 
 
 @cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
-
-
-def record_from_row(
-    cls: type[R],
-    row: Mapping[str, Any],
-    *,
-    columns: Mapping[str, str] | None = None,
-    convert: Mapping[str, Callable[[Any], Any]] | None = None,
-) -> R:
-    """A dataclass record from a table row: each field from its column (same name unless `columns`
-    says otherwise), passed through its `convert` function when it has one (JSON text, flags)."""
-    columns, convert = columns or {}, convert or {}
-    values = {}
-    for name in _field_names(cls):
-        value = row[columns.get(name, name)]
-        values[name] = convert[name](value) if name in convert else value
-    return cls(**values)
+def _row_plan(cls: type[RowRecord]) -> tuple[tuple[str, ...], tuple[tuple[int, Callable[[Any], Any]], ...]]:
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    columns = tuple(cls.COLUMNS.get(name, name) for name in names)
+    return columns, tuple((i, cls.CONVERT[name]) for i, name in enumerate(names) if name in cls.CONVERT)
 
 
 @dataclass(frozen=True)
-class ExceptionRecord:
+class ExceptionRecord(RowRecord):
+    COLUMNS: ClassVar[Mapping[str, str]] = {"exception_class": "class"}
+    CONVERT: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
+        "payload": lambda text: json.loads(text) if text else None,
+        "details": lambda text: json.loads(text) if text else {},
+    }
+
     id: int
     outbox_id: int | None
     event_id: str | None
@@ -92,18 +97,6 @@ class ExceptionRecord:
     updated_at: str | None
     resolved_at: str | None
     note: str | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ExceptionRecord:
-        return record_from_row(
-            cls,
-            row,
-            columns={"exception_class": "class"},
-            convert={
-                "payload": lambda text: json.loads(text) if text else None,
-                "details": lambda text: json.loads(text) if text else {},
-            },
-        )
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
