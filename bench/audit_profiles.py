@@ -2,8 +2,10 @@
 
 Plants duplicate clusters of known kinds (email variants, phone formats, fuzzy names at the same
 postcode, shared external ids) and look-alikes that are not duplicates (family members at one address,
-dots in a non-Gmail address, namesakes elsewhere), then prints run time, peak memory and pairwise
-precision/recall against the planted truth; and, when splink is installed (`pip install -e .[bench]`),
+dots in a non-Gmail address, namesakes elsewhere) into the Klaviyo mirror of a fresh workspace's state
+file. It then times the `klaviyo-profiles` audit as `cogent audit` runs it (open the state file, read
+the mirror, search, grade, store the findings) in a fresh process, and prints run time, peak memory and
+pairwise precision/recall against the planted truth; and, when splink is installed (`pip install -e .[bench]`),
 the same figures for splink with its DuckDB backend on the same data.
 
 Usage: python bench/audit_profiles.py [--profiles 1000000] [--clusters 20000] [--splink-profiles N]
@@ -27,7 +29,9 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from cogent_cli.audits.profiles import PROFILE_COLUMNS, DedupeRules, find_duplicates
+from cogent_cli.audits import AuditRunner, load_registry
+from cogent_cli.audits.profiles import PROFILE_COLUMNS
+from cogent_cli.workspace import Workspace, init_workspace
 
 FIRST = [
     "james",
@@ -223,6 +227,10 @@ SYLLABLES = [
 ]
 DOMAINS = ("gmail.com", "outlook.com", "yahoo.co.uk", "hotmail.co.uk", "icloud.com", "btinternet.com")
 COLUMNS = PROFILE_COLUMNS
+# What `cogent pull klaviyo` stores besides the identifiers, so rows are as wide as a real mirror's.
+PROPERTIES = '{"source": "bench", "loyalty_tier": "silver"}'
+SUBSCRIPTIONS = '{"email": {"marketing": {"consent": "SUBSCRIBED", "can_receive_email_marketing": true}}}'
+MIRRORED_AT = "2026-11-23T00:00:00Z"
 
 
 def last_names(rng: random.Random, count: int = 3000) -> list[str]:
@@ -273,8 +281,9 @@ def email_variant(rng: random.Random, email: str) -> str:
     return rng.choice(options)
 
 
-def generate(path: Path, profiles: int, clusters: int, seed: int = 7) -> list[list[str]]:
-    """Write `profiles` rows to a state-like SQLite file; returns the planted duplicate clusters (ids)."""
+def generate(ws: Workspace, profiles: int, clusters: int, seed: int = 7) -> list[list[str]]:
+    """Write `profiles` rows to the Klaviyo mirror of the workspace; returns the planted duplicate
+    clusters (profile ids)."""
     rng = random.Random(seed)
     lasts = last_names(rng)
     zips = [postcode(rng) for _ in range(max(profiles // 3, 1))]
@@ -350,12 +359,33 @@ def generate(path: Path, profiles: int, clusters: int, seed: int = 7) -> list[li
                 yield (f"P{next(counter):07d}", *(other.get(c) for c in COLUMNS[1:]))
                 emitted += 1
 
-    conn = sqlite3.connect(path)
-    conn.execute(f"create table klaviyo_profiles ({', '.join(COLUMNS)})")
-    conn.executemany(f"insert into klaviyo_profiles values ({', '.join('?' for _ in COLUMNS)})", rows())
-    conn.commit()
-    conn.close()
+    with ws.store() as store, store.transaction() as db:
+        db.conn.executemany(
+            f"insert into klaviyo_profiles ({', '.join(COLUMNS)}, properties, subscriptions, mirrored_at) "
+            f"values ({', '.join('?' for _ in COLUMNS)}, ?, ?, ?)",
+            ((*row, PROPERTIES, SUBSCRIPTIONS, MIRRORED_AT) for row in rows()),
+        )
+        mark_pulled(db)
     return truth
+
+
+def workspace(root: Path) -> Workspace:
+    """A workspace whose identity rules strip plus addresses (the generator plants `name+shop@` variants)."""
+    created = init_workspace(root, "bench")
+    text = created.config_path.read_text(encoding="utf-8")
+    created.config_path.write_text(text.replace("strip_plus_address = false", "strip_plus_address = true"))
+    return Workspace(root)
+
+
+def mark_pulled(db: Database) -> None:
+    """Record a completed `cogent pull klaviyo`, which the audit requires before it trusts the mirror."""
+    db["mirror_cursors"].insert_all(
+        [
+            {"stream": "metrics", "high_water": MIRRORED_AT, "done": 1, "updated_at": MIRRORED_AT},
+            {"stream": "events:any", "window_start": "2026-08-01T00:00:00Z", "done": 1, "updated_at": MIRRORED_AT},
+        ],
+        pk="stream",
+    )
 
 
 def pairs_of(clusters: list[list[str]]) -> set[tuple[str, str]]:
@@ -372,15 +402,23 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_cogent(path: str, queue: multiprocessing.Queue) -> None:
+def run_cogent(root: Path, queue: multiprocessing.Queue) -> None:
+    """`cogent audit klaviyo-profiles` minus the rendering: open the state file, read the mirror, search,
+    grade and store the findings."""
     started, cpu = time.perf_counter(), cpu_seconds()
-    db = Database(path)
-    clusters = find_duplicates(db, DedupeRules(strip_plus_address=True))
+    ws = Workspace(root)
+    with ws.store() as store:
+        [result] = AuditRunner(store, ws.config, load_registry(root)).run(["klaviyo-profiles"])
     elapsed = time.perf_counter() - started
-    queue.put((elapsed, cpu_seconds() - cpu, peak_mb(), [[p["id"] for p in c.members] for c in clusters]))
+    if not result.ok:
+        raise SystemExit(f"klaviyo-profiles failed: {result.error}")
+    clusters = [
+        [p["id"] for p in f.evidence["cluster"]["profiles"]] for f in result.findings if "cluster" in f.evidence
+    ]
+    queue.put((elapsed, cpu_seconds() - cpu, peak_mb(), clusters))
 
 
-def run_splink(path: str, limit: int, queue: multiprocessing.Queue) -> None:
+def run_splink(path: Path, limit: int, queue: multiprocessing.Queue) -> None:
     import duckdb
     import pyarrow as pa
     import splink.comparison_library as cl
@@ -388,7 +426,10 @@ def run_splink(path: str, limit: int, queue: multiprocessing.Queue) -> None:
 
     source = sqlite3.connect(path)
     columns = list(
-        zip(*source.execute(f"select {', '.join(COLUMNS[:7])} from klaviyo_profiles limit ?", [limit]), strict=True)
+        zip(
+            *source.execute(f"select {', '.join(COLUMNS[:7])} from klaviyo_profiles order by rowid limit ?", [limit]),
+            strict=True,
+        )
     )
     table = pa.table({name: list(values) for name, values in zip(COLUMNS[:7], columns, strict=True)})
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -482,17 +523,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "state.db"
+        root = Path(folder) / "workspace"
         started = time.perf_counter()
-        truth = generate(path, args.profiles, args.clusters)
-        count = sqlite3.connect(path).execute("select count(*) from klaviyo_profiles").fetchone()[0]
+        truth = generate(workspace(root), args.profiles, args.clusters)
+        state = Workspace(root).state_path
+        count = sqlite3.connect(state).execute("select count(*) from klaviyo_profiles").fetchone()[0]
         print(
             f"generated {count:,} profiles with {len(truth):,} planted duplicate clusters "
             f"in {time.perf_counter() - started:.0f} s",
             flush=True,
         )
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
-        report("cogent (SQLite + rapidfuzz)", measure(run_cogent, str(path)), truth)
+        report("cogent (SQLite + rapidfuzz)", measure(run_cogent, root), truth)
         if args.splink_profiles == 0:
             return
         try:
@@ -501,19 +543,24 @@ def main() -> None:
             print("splink is not installed: `pip install -e .[bench]` adds it for the comparison.")
             return
         limit = args.splink_profiles or count
-        ids = {row[0] for row in sqlite3.connect(path).execute("select id from klaviyo_profiles limit ?", [limit])}
+        ids = {
+            row[0]
+            for row in sqlite3.connect(state).execute("select id from klaviyo_profiles order by rowid limit ?", [limit])
+        }
         if limit < count:
             print(
                 f"splink runs on the first {limit:,} profiles (of {count:,}); cogent on the same subset for comparison:"
             )
-            subset = Path(folder) / "subset.db"
-            conn = sqlite3.connect(subset)
-            conn.execute(f"attach '{path}' as full")
-            conn.execute(f"create table klaviyo_profiles as select * from full.klaviyo_profiles limit {limit}")
-            conn.commit()
-            conn.close()
-            report("cogent (same subset)", measure(run_cogent, str(subset)), truth, ids)
-        report(f"splink {splink.__version__} (DuckDB)", measure(run_splink, str(path), limit), truth, ids)
+            subset = workspace(Path(folder) / "subset")
+            with subset.store() as store:
+                store.db.execute("attach ? as full", [str(state)])
+                with store.transaction() as db:
+                    db.execute(
+                        f"insert into klaviyo_profiles select * from full.klaviyo_profiles order by rowid limit {limit}"
+                    )
+                    mark_pulled(db)
+            report("cogent (same subset)", measure(run_cogent, subset.root), truth, ids)
+        report(f"splink {splink.__version__} (DuckDB)", measure(run_splink, state, limit), truth, ids)
 
 
 if __name__ == "__main__":

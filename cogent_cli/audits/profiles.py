@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+from itertools import combinations
 from typing import Any
 
 import phonenumbers
@@ -234,16 +235,15 @@ def _fuzzy_pairs(blocks: dict[str, list[tuple[int, str, str]]], rules: DedupeRul
         if len(block) > LARGE_BLOCK:
             yield from _large_block_pairs(block, rules)
             continue
-        for i, (a, fa, la) in enumerate(block):
-            for b, fb, lb in block[i + 1 :]:
-                if fa[:2] != fb[:2] and la[:2] != lb[:2]:
-                    continue
-                last = similarity(la, lb, score_cutoff=last_min)
-                if not last:
-                    continue
-                first = similarity(fa, fb, score_cutoff=first_min)
-                if first and first + last >= 2 * mean_min:
-                    yield a, b, (first + last) / 2
+        for (a, fa, la), (b, fb, lb) in combinations(block, 2):
+            if fa[:2] != fb[:2] and la[:2] != lb[:2]:
+                continue
+            last = similarity(la, lb, score_cutoff=last_min)
+            if not last:
+                continue
+            first = similarity(fa, fb, score_cutoff=first_min)
+            if first and first + last >= 2 * mean_min:
+                yield a, b, (first + last) / 2
 
 
 def _large_block_pairs(block: list[tuple[int, str, str]], rules: DedupeRules) -> Iterator[tuple[int, int, float]]:

@@ -10,7 +10,7 @@ import pytest
 from sqlite_utils import Database
 
 from cogent_cli.audits.merges import Proposal, apply_merges, load_proposals
-from cogent_cli.audits.profiles import DedupeRules, email_key_sql, mailbox, phone_key
+from cogent_cli.audits.profiles import LARGE_BLOCK, DedupeRules, email_key_sql, mailbox, phone_key
 from cogent_cli.cli import app
 from cogent_cli.errors import ExitStatus, UsageError
 from tests.audits.conftest import Plant, configured, run_audit
@@ -145,6 +145,33 @@ def test_clean_profiles_and_orders_find_nothing(workspace, store, plant):
     plant.fact("order.placed", {"lines": [{"sku": "SKU-1", "quantity": 1}]}, order="1001", email="ANN@example.org")
     plant.klaviyo_event("Placed Order", order="1001", profile="P-ANN", unique_id="1001")
     assert run_audit(store, workspace, "klaviyo-profiles").findings == []
+
+
+def test_a_crowded_postcode_still_pairs_only_the_typo_twins(workspace, store, plant):
+    # More profiles at one postcode than the pair-by-pair loop takes (a placeholder postcode, a block of
+    # flats): the block is scored in rapidfuzz and must give the same answer.
+    plant.mirrored()
+    rows = [
+        {"id": f"B{i:03d}", "email": f"b{i}@a.org", "first_name": first, "last_name": last, "zip": "N1 9GU"}
+        for i, (first, last) in enumerate(
+            (first, last)
+            for last in ("Smith", "Hughes", "Jones", "Brown", "Taylor", "Wilson", "Evans", "Thomas", "Roberts")
+            for first in ("Ann", "Bob", "Cara", "Dan", "Eve", "Finn", "Gail")
+        )
+    ]
+    store.db["klaviyo_profiles"].insert_all(rows, pk="id")
+    assert len(rows) > LARGE_BLOCK
+    plant.profile("TW1", email="tw1@a.org", first_name="Katherine", last_name="Robertson", zip="n1 9gu")
+    plant.profile("TW2", email="tw2@b.org", first_name="Katherine", last_name="Robertsno", zip="N1 9GU")
+    findings = run_audit(store, workspace, "klaviyo-profiles").findings
+    assert [profiles_of(f) for f in findings] == [["TW1", "TW2"]]
+
+
+def test_turning_fuzzy_matching_off_keeps_exact_matches_only(workspace, store, plant):
+    plant_duplicates(plant)
+    config = configured(workspace, audits={"klaviyo-profiles": {"params": {"fuzzy": False}}})
+    result = run_audit(store, workspace, "klaviyo-profiles", config)
+    assert {tuple(profiles_of(f)) for f in result.findings} == {("E1", "E2"), ("T1", "T2"), ("X1", "X2")}
 
 
 # -- merge proposals ---------------------------------------------------------------------------
