@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 from sqlite_utils import Database
 
 from cogent_cli.config import Config
@@ -115,6 +116,11 @@ def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
 
 def _marks(values: list[Any]) -> str:
     return ",".join("?" * len(values))
+
+
+def _payload_json(payload: dict[str, Any]) -> str:
+    # pydantic-core's encoder: several times faster than json.dumps on the payloads of a large queue.
+    return to_json(payload, fallback=str).decode()
 
 
 def _parse_time(text: str) -> datetime:
@@ -376,7 +382,7 @@ class Outbox:
                     q.event.order_number,
                     q.op.stage,
                     q.event.occurred_at.isoformat(),
-                    json.dumps(q.op.payload, default=str),
+                    _payload_json(q.op.payload),
                     int(q.backfill),
                     "pending",
                     now,
@@ -420,7 +426,7 @@ class Outbox:
                 db["outbox"].update(
                     existing["id"],
                     {
-                        "payload": json.dumps(op.payload, default=str),
+                        "payload": _payload_json(op.payload),
                         "status": "pending",
                         "attempts": 0,
                         "updated_at": now,
