@@ -184,7 +184,7 @@ def _rate_budget(store: Store, now: datetime) -> dict[str, Any]:
     for row in store.db.query("select counts from sync_runs where started_at >= ?", [since]):
         for operation_id, count in json.loads(row["counts"] or "{}").get("klaviyo_requests", {}).items():
             used[operation_id] = used.get(operation_id, 0) + int(count)
-    known = operations()
+    known = operations() if used else {}  # reading the spec is the slow part of `cogent status`
     shares = {op: round(count / (known[op].rate_limit.steady * 60), 4) for op, count in used.items() if op in known}
     busiest = max(shares, key=lambda op: shares[op], default=None)
     return {
