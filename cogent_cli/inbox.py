@@ -17,12 +17,13 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 from cogent_cli.config import SOURCE_SYSTEMS, Config
 from cogent_cli.errors import CogentError, UsageError
 from cogent_cli.events import NormalisedEvent
+from cogent_cli.normalise import json_text
 from cogent_cli.normalise.base import (
     NormaliseContext,
     NormaliseError,
@@ -40,6 +41,9 @@ ROUTES = ("pull", "file", "webhook")
 STATUSES = ("pending", "normalised", "quarantined")
 InboxStatus = Literal["pending", "normalised", "quarantined"]
 NORMALISE_BATCH = 2000
+T = TypeVar("T")
+# (kind, idempotency key, raw body, the body already decoded or None)
+Payload = tuple[str, str, str, "Record | None"]
 
 
 class InboxError(UsageError):
@@ -143,11 +147,16 @@ def decode_body(body: str, normaliser: Normaliser | None) -> Record:
     if normaliser is not None and normaliser.body == "form" and not text.startswith("{"):
         return dict(parse_qsl(text.lstrip("?"), keep_blank_values=True))
     try:
-        record = json.loads(text)
+        record = json_text.loads(text)
     except ValueError as exc:
         raise NormaliseError("body", text[:40], f"not valid JSON ({exc})") from None
+    return checked_record(record, text)
+
+
+def checked_record(record: Any, body: str) -> Record:
+    """A decoded body as a record: a JSON object that is not a malformed CSV row."""
     if not isinstance(record, dict):
-        raise NormaliseError("body", text[:40], "must be a JSON object")
+        raise NormaliseError("body", body.strip()[:40], "must be a JSON object")
     if CSV_ERROR_KEY in record:
         raise NormaliseError("row", record.pop(CSV_ERROR_KEY), "malformed CSV row")
     return record
@@ -297,6 +306,55 @@ class Inbox:
             )
         return chosen
 
+    def store_and_normalise(
+        self,
+        config: Config,
+        system: str,
+        route: str,
+        payloads: Sequence[Payload],
+        *,
+        headers: Mapping[str, str] | None = None,
+        received_at: datetime | None = None,
+    ) -> tuple[int, NormaliseSummary]:
+        """Store one delivery's payloads and normalise the new ones, all in one transaction.
+
+        Each payload is (kind, idempotency key, raw body, the body already decoded or None). Nothing is
+        acknowledged before the commit, so a crash leaves neither the raw rows nor their events; keys
+        already stored (or repeated within the batch) are duplicates and are not normalised again.
+        Returns how many payloads were new, and what normalising them gave.
+        """
+        _check(InboxItem(system, route, "-", "-", ""))
+        for kind, key, _, _ in payloads:
+            if not kind or not key:
+                _check(InboxItem(system, route, kind, key, ""))
+        registry = load_normalisers()
+        received = _iso(received_at or utc_now())
+        headers_json = json.dumps(dict(headers or {}))
+        batch = _Batch(self, config, registry, {system: tenant_for(config, system)})
+        with self.store.transaction():
+            seen = {
+                key
+                for (key,) in self.conn.execute(
+                    "SELECT idempotency_key FROM inbox WHERE system = ?"
+                    " AND idempotency_key IN (SELECT value FROM json_each(?))",
+                    (system, json.dumps([key for _, key, _, _ in payloads])),
+                )
+            }
+            next_id = self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM inbox").fetchone()[0]
+            rows: list[tuple[Any, ...]] = []
+            records: list[Record | None] = []
+            stored: dict[int, tuple[Any, ...]] = {}
+            for kind, key, body, record in payloads:
+                if key in seen:
+                    continue
+                seen.add(key)
+                rows.append((next_id, system, route, kind, received, body, headers_json))
+                records.append(record)
+                stored[next_id] = (system, route, kind, key, received, headers_json, body)
+                next_id += 1
+            batch.run(rows, records, stored=stored)
+        return len(rows), batch.summary
+
     def normalise_pending(
         self,
         config: Config,
@@ -344,37 +402,51 @@ class Inbox:
             if not rows:
                 return
             if len(rows) == batch_size:
-                rows = _hold_back_open_group(rows, registry, config)
+                rows = rows[: open_group_start(rows, lambda row: _group_of(row, registry, config))]
             after = rows[-1][0]
             yield rows
 
 
-def _hold_back_open_group(
-    rows: list[tuple[Any, ...]], registry: Mapping[tuple[str, str], Normaliser], config: Config
-) -> list[tuple[Any, ...]]:
-    """Leave a trailing run of one grouped kind for the next batch, which may hold the rest of its group."""
-    last = rows[-1]
-    normaliser = registry.get((last[1], last[3]))
-    if normaliser is None or not normaliser.grouped:
-        return rows
-    key = _group_key_of(last, normaliser, config)
+def open_group_start(rows: Sequence[T], group_of: Callable[[T], tuple[Any, ...] | None]) -> int:
+    """Where a trailing run of rows of one group begins, so a batch can leave it for the next batch
+    (which may hold the rest of the group); the whole batch when its last row is in no group, or when
+    the batch is one group."""
+    last = group_of(rows[-1])
+    if last is None:
+        return len(rows)
     cut = len(rows)
-    while cut > 0 and rows[cut - 1][1:4:2] == last[1:4:2] and _group_key_of(rows[cut - 1], normaliser, config) == key:
+    while cut > 0 and group_of(rows[cut - 1]) == last:
         cut -= 1
-    return rows[:cut] if cut > 0 else rows
+    return cut or len(rows)
+
+
+def group_of_record(normaliser: Normaliser | None, record: Record | None, config: Config) -> tuple[Any, ...] | None:
+    """(kind, group key) of a record of a grouped kind; None when it belongs to no group."""
+    if normaliser is None or not normaliser.grouped or record is None:
+        return None
+    try:
+        return (normaliser.kind, normaliser.group_key(record, config))  # type: ignore[misc]
+    except Exception:
+        return (normaliser.kind, None)
+
+
+def _group_of(
+    row: tuple[Any, ...], registry: Mapping[tuple[str, str], Normaliser], config: Config
+) -> tuple[Any, ...] | None:
+    normaliser = registry.get((row[1], row[3]))
+    if normaliser is None or not normaliser.grouped:
+        return None
+    try:
+        record = decode_body(row[5], normaliser)
+    except NormaliseError:
+        return (row[1], normaliser.kind, None)
+    return (row[1], *(group_of_record(normaliser, record, config) or ()))
 
 
 def _collect(
     fn: Callable[[NormaliseContext], Iterable[NormalisedEvent] | None], ctx: NormaliseContext
 ) -> list[NormalisedEvent]:
     return list(fn(ctx) or ())
-
-
-def _group_key_of(row: tuple[Any, ...], normaliser: Normaliser, config: Config) -> str | None:
-    try:
-        return normaliser.group_key(decode_body(row[5], normaliser), config)  # type: ignore[misc]
-    except Exception:
-        return None
 
 
 class _Batch:
@@ -421,13 +493,23 @@ class _Batch:
         ctx.inbox_id = row_id
         return ctx
 
-    def run(self, rows: Sequence[tuple[Any, ...]]) -> None:
+    def run(
+        self,
+        rows: Sequence[tuple[Any, ...]],
+        records: Sequence[Record | None] | None = None,
+        *,
+        stored: Mapping[int, tuple[Any, ...]] | None = None,
+    ) -> None:
+        """Normalise rows (id, system, route, kind, received_at, body, headers); `records` may hold their
+        bodies already decoded. With `stored` (id -> the inbox columns), the rows are new and are inserted
+        with their outcome instead of updated."""
         groups: dict[tuple[str, str, str], list[tuple[tuple[Any, ...], Any]]] = {}
-        for row in rows:
+        for index, row in enumerate(rows):
             self.summary.processed += 1
             normaliser = self.registry.get((row[1], row[3]))
+            decoded = records[index] if records is not None else None
             try:
-                record = decode_body(row[5], normaliser)
+                record = decode_body(row[5], normaliser) if decoded is None else checked_record(decoded, row[5])
                 if normaliser is None:
                     raise NormaliseError("kind", row[3], self._unknown_kind(row[1]))
                 if not normaliser.grouped:
@@ -447,7 +529,7 @@ class _Batch:
                 [row for row, _ in members],
                 lambda ctx, n=normaliser, p=parsed_rows: n.build_group(p, ctx),  # type: ignore[misc]
             )
-        self.flush()
+        self.flush(stored)
 
     def _unknown_kind(self, system: str) -> str:
         known = sorted(kind for (sys_name, kind) in self.registry if sys_name == system)
@@ -510,7 +592,13 @@ class _Batch:
         self.summary.quarantined_ids.append(row[0])
         self.done.append(("quarantined", exc.reason, None, row[0]))
 
-    def flush(self) -> None:
+    def flush(self, stored: Mapping[int, tuple[Any, ...]] | None = None) -> None:
+        if stored is not None:
+            self.conn.executemany(
+                "INSERT INTO inbox (id, system, route, kind, idempotency_key, received_at, headers, body, status,"
+                " reason, normalised_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                [(row_id, *stored[row_id], status, reason, at) for status, reason, at, row_id in self.done],
+            )
         before = self.conn.total_changes
         self.conn.executemany(
             "INSERT OR IGNORE INTO events (event_id, event_type, system, tenant, occurred_at, received_at,"
@@ -521,7 +609,8 @@ class _Batch:
         self.ship_methods.flush(self.conn)
         self.summary.events_written += written
         self.summary.events_duplicate += len(self.event_rows) - written
-        self.conn.executemany(
-            "UPDATE inbox SET status = ?, reason = ?, normalised_at = ?, attempts = attempts + 1 WHERE id = ?",
-            self.done,
-        )
+        if stored is None:
+            self.conn.executemany(
+                "UPDATE inbox SET status = ?, reason = ?, normalised_at = ?, attempts = attempts + 1 WHERE id = ?",
+                self.done,
+            )

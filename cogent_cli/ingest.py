@@ -19,22 +19,35 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from cogent_cli.config import SOURCE_SYSTEMS, Config
 from cogent_cli.errors import UsageError
-from cogent_cli.inbox import CSV_ERROR_KEY, Inbox, InboxItem, NormaliseSummary, utc_now
+from cogent_cli.inbox import (
+    CSV_ERROR_KEY,
+    Inbox,
+    InboxItem,
+    NormaliseSummary,
+    group_of_record,
+    open_group_start,
+    utc_now,
+)
+from cogent_cli.normalise import json_text
 from cogent_cli.normalise.base import NormaliseError, Normaliser, Record, load_normalisers
 from cogent_cli.normalise.fields import canon
 from cogent_cli.state import Store
 
 RECEIVE_BATCH = 5000
+# Records stored and normalised per transaction: large, because each commit waits for the disk.
+INGEST_BATCH = 20_000
 JSON_CHUNK = 1 << 16
 # The CSV module's default field limit (128 KiB) is too small for some report cells.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 Progress = Callable[[str, int], None]
+Entry = tuple[Normaliser, str, str, Record | None]
 
 
 class IngestError(UsageError):
@@ -134,7 +147,7 @@ class _CountingReader(io.RawIOBase):
 
 @dataclass
 class _Source:
-    """One file being read: yields (normaliser, body, idempotency key) per record."""
+    """One file being read: yields (normaliser, body, idempotency key, decoded record or None) per record."""
 
     path: Path
     system: str
@@ -153,7 +166,7 @@ class _Source:
             head = handle.read(4096).decode("utf-8-sig", errors="replace").lstrip()
         return head[:1]
 
-    def records(self) -> Iterator[tuple[Normaliser, str, str]]:
+    def records(self) -> Iterator[Entry]:
         first = self.first_char()
         if first == "[" or (first == "{" and self.path.suffix.lower() == ".json"):
             return self.json_document()
@@ -161,7 +174,7 @@ class _Source:
             return self.json_lines()
         return self.csv_rows()
 
-    def csv_rows(self) -> Iterator[tuple[Normaliser, str, str]]:
+    def csv_rows(self) -> Iterator[Entry]:
         with self.open_text() as text:
             reader = csv.reader(text)
             header = next(reader, None)
@@ -175,8 +188,9 @@ class _Source:
                 record: dict[str, Any] = dict(zip(header, values, strict=False))
                 if len(values) != len(header):
                     record[CSV_ERROR_KEY] = f"row has {len(values)} cells, the header has {len(header)}"
-                body = json.dumps(record, ensure_ascii=False)
-                yield normaliser, body, record_key(normaliser, record, lambda b=body: _file_key(self.path.name, b))
+                body = json_text.dumps(record)
+                key = record_key(normaliser, record, lambda b=body: _file_key(self.path.name, b))
+                yield normaliser, body, key, record
 
     def _json_record(self, record: Any, body: str, previous: Normaliser | None, where: str) -> Normaliser:
         normaliser = self.kind
@@ -188,7 +202,7 @@ class _Source:
             normaliser = previous  # normalisation quarantines it with the precise reason
         return normaliser
 
-    def json_lines(self) -> Iterator[tuple[Normaliser, str, str]]:
+    def json_lines(self) -> Iterator[Entry]:
         previous: Normaliser | None = None
         with self.open_text() as text:
             for number, line in enumerate(text, start=1):
@@ -196,20 +210,22 @@ class _Source:
                 if not body:
                     continue
                 try:
-                    record: Any = json.loads(body)
+                    record: Any = json_text.loads(body)
                 except ValueError:
                     record = None
                 previous = self._json_record(record, body, previous, f"{self.path} line {number}")
-                natural = record if isinstance(record, dict) else {}
-                yield previous, body, record_key(previous, natural, lambda b=body: _file_key(self.path.name, b))
+                natural = record if isinstance(record, dict) else None
+                key = record_key(previous, natural or {}, lambda b=body: _file_key(self.path.name, b))
+                yield previous, body, key, natural
 
-    def json_document(self) -> Iterator[tuple[Normaliser, str, str]]:
+    def json_document(self) -> Iterator[Entry]:
         previous: Normaliser | None = None
         for index, record in enumerate(iter_json_values(self.open_text(), self.path)):
-            body = json.dumps(record, ensure_ascii=False)
+            body = json_text.dumps(record)
             previous = self._json_record(record, body, previous, f"{self.path} element {index}")
-            natural = record if isinstance(record, dict) else {}
-            yield previous, body, record_key(previous, natural, lambda b=body: _file_key(self.path.name, b))
+            natural = record if isinstance(record, dict) else None
+            key = record_key(previous, natural or {}, lambda b=body: _file_key(self.path.name, b))
+            yield previous, body, key, natural
 
 
 def iter_json_values(text: io.TextIOBase, path: Path) -> Iterator[Any]:
@@ -264,7 +280,8 @@ def ingest_paths(
     progress: Progress | None = None,
     route: str = "file",
 ) -> IngestSummary:
-    """Store every record of the files in the inbox (in batches, one transaction each), then normalise."""
+    """Store every record of the files in the inbox and normalise the new ones, batch by batch (one
+    transaction each: the raw rows and their events commit together); `normalise=False` only stores."""
     if system not in SOURCE_SYSTEMS:
         raise IngestError(f"Unknown system {system!r}", hint=f"Use one of: {', '.join(SOURCE_SYSTEMS)}.")
     kinds = kinds_of(system)
@@ -282,28 +299,64 @@ def ingest_paths(
     inbox = Inbox(store)
     summary = IngestSummary()
     now = utc_now()
+    if normalise:
+        summary.normalised = NormaliseSummary()
     for path in paths:
         summary.files += 1
-        batch: list[InboxItem] = []
+        batch: list[Entry] = []
         source = _Source(path, system, config, chosen, progress)
-        for normaliser, body, key in source.records():
+        for entry in source.records():
             summary.records += 1
-            summary.kinds[normaliser.kind] = summary.kinds.get(normaliser.kind, 0) + 1
-            batch.append(InboxItem(system, route, normaliser.kind, key, body, {"file": path.name}, now))
-            if len(batch) >= RECEIVE_BATCH:
-                _store(inbox, batch, summary)
-        _store(inbox, batch, summary)
+            kind_name = entry[0].kind
+            summary.kinds[kind_name] = summary.kinds.get(kind_name, 0) + 1
+            batch.append(entry)
+            if len(batch) >= (INGEST_BATCH if normalise else RECEIVE_BATCH):
+                _flush(inbox, config, system, route, path, now, batch, summary, keep_open_group=normalise)
+        _flush(inbox, config, system, route, path, now, batch, summary, keep_open_group=False)
     if normalise:
-        summary.normalised = inbox.normalise_pending(
-            config, progress=(lambda n: progress("normalised", n)) if progress else None
-        )
+        # Rows left pending by an earlier run (stored without normalising, or interrupted).
+        leftover = inbox.normalise_pending(config, progress=(lambda n: progress("normalised", n)) if progress else None)
+        summary.normalised.add(leftover)  # type: ignore[union-attr]
     return summary
 
 
-def _store(inbox: Inbox, batch: list[InboxItem], summary: IngestSummary) -> None:
+def _flush(
+    inbox: Inbox,
+    config: Config,
+    system: str,
+    route: str,
+    path: Path,
+    received_at: datetime,
+    batch: list[Entry],
+    summary: IngestSummary,
+    *,
+    keep_open_group: bool,
+) -> None:
+    """Store the batch (and normalise it, when the summary asks for it); with `keep_open_group`, a trailing
+    run of rows of one group stays in the batch for the next flush, which may bring the rest of the group."""
     if not batch:
         return
-    stored = inbox.store_many(batch)
+    cut = len(batch)
+    if keep_open_group:
+        cut = open_group_start(batch, lambda entry: group_of_record(entry[0], entry[3], config))
+    chosen, rest = batch[:cut], batch[cut:]
+    headers = {"file": path.name}
+    if summary.normalised is None:
+        stored = inbox.store_many(
+            InboxItem(system, route, normaliser.kind, key, body, headers, received_at)
+            for normaliser, body, key, _ in chosen
+        )
+    else:
+        stored, normalised = inbox.store_and_normalise(
+            config,
+            system,
+            route,
+            [(normaliser.kind, key, body, record) for normaliser, body, key, record in chosen],
+            headers=headers,
+            received_at=received_at,
+        )
+        # Reading progress (bytes) covers normalising too: each batch is normalised as it is read.
+        summary.normalised.add(normalised)
     summary.stored += stored
-    summary.duplicates += len(batch) - stored
-    batch.clear()
+    summary.duplicates += len(chosen) - stored
+    batch[:] = rest

@@ -55,7 +55,8 @@ import pkgutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -237,6 +238,22 @@ def kinds_for(system: str) -> list[str]:
 
 def source_settings(config: Config, system: str) -> SourceSettings | None:
     return getattr(config.sources, system, None)
+
+
+S = TypeVar("S", bound=SourceSettings)
+_DEFAULT_SETTINGS: dict[type[SourceSettings], SourceSettings] = {}
+
+
+def settings_for(config: Config, system: str, model: type[S]) -> S:
+    """`[sources.<system>]`, or the defaults of `model` when the workspace leaves the section out
+    (built once: normalisers ask for them per record)."""
+    settings = source_settings(config, system)
+    if isinstance(settings, model):
+        return settings
+    default = _DEFAULT_SETTINGS.get(model)
+    if default is None:
+        default = _DEFAULT_SETTINGS[model] = model()
+    return default  # type: ignore[return-value]
 
 
 def tenant_for(config: Config, system: str) -> str:
@@ -435,6 +452,16 @@ class ShipMethodsSeen:
             [(*key, *values) for key, values in self.pending.items()],
         )
         self.pending.clear()
+
+
+@lru_cache(maxsize=4096)
+def ship_method_of(
+    carrier_code: str | None, carrier_name: str | None, service_code: str | None, service_name: str | None
+) -> ShipMethod:
+    """One ShipMethod per distinct method, shared by every record naming it (models are never mutated)."""
+    return ShipMethod(
+        carrier_code=carrier_code, carrier_name=carrier_name, service_code=service_code, service_name=service_name
+    )
 
 
 def ship_method_keys(method: ShipMethod) -> list[str]:

@@ -29,7 +29,7 @@ from datetime import datetime
 
 from cogent_cli.config import ClarusSettings
 from cogent_cli.events import CustomerRef, NormalisedEvent, OrderRef, Parcel, ShipMethod
-from cogent_cli.normalise.base import NormaliseContext, NormaliseError, Record, register
+from cogent_cli.normalise.base import NormaliseContext, NormaliseError, Record, register, settings_for
 from cogent_cli.normalise.reading import Node
 from cogent_cli.normalise.stock import StockLevels
 
@@ -47,8 +47,7 @@ DEFAULT_STATUSES = {
 
 
 def _settings(ctx: NormaliseContext) -> ClarusSettings:
-    settings = ctx.config.sources.clarus
-    return settings if settings is not None else ClarusSettings()
+    return settings_for(ctx.config, SYSTEM, ClarusSettings)
 
 
 def _order_number_field(ctx: NormaliseContext) -> str:
@@ -63,17 +62,7 @@ def _goods_out_status(ctx: NormaliseContext, goods_out: Node) -> tuple[str, str]
     native = native or goods_out.first_text(("goods_out_status_code", "status"))
     if native is None:
         raise goods_out.error("goods_out_status", "is required (code of the goods out status)")
-    configured = ctx.config.mapping.status.get(SYSTEM, {})
-    for table in (configured, DEFAULT_STATUSES):
-        for key in (native, native.upper(), native.lower()):
-            if key in table:
-                return native, table[key]
-    known = ", ".join(sorted({*configured, *DEFAULT_STATUSES}))
-    raise NormaliseError(
-        goods_out.field("goods_out_status.code"),
-        native,
-        f"unknown Clarus status; map it under [mapping.status.clarus] (known: {known})",
-    )
+    return native, ctx.status(native, DEFAULT_STATUSES, field_name=goods_out.field("goods_out_status.code"))
 
 
 def _sku(line: Node) -> str:

@@ -128,6 +128,16 @@ def _parse_datetime(text: str, default_zone: str) -> datetime | str:
     return value.astimezone(UTC)
 
 
+@lru_cache(maxsize=256)
+def _canon_index(keys: tuple[Any, ...]) -> dict[str, str]:
+    """Canonical name -> the first key spelling it (cached: records of one source share their keys)."""
+    index: dict[str, str] = {}
+    for key in keys:
+        if isinstance(key, str):
+            index.setdefault(canon(key), key)
+    return index
+
+
 class Row:
     """One flat record with forgiving column names; see the module docstring."""
 
@@ -135,20 +145,23 @@ class Row:
 
     def __init__(self, record: Mapping[str, Any]) -> None:
         self.record = record
-        self._index: dict[str, tuple[str, Any]] | None = None
+        self._index: dict[str, str] | None = None
 
     def _lookup(self, name: str) -> tuple[str, Any] | None:
         if name in self.record:  # the common case: the column is spelt as expected
             return name, self.record[name]
         if self._index is None:
-            self._index = {}
-            for key, value in self.record.items():
-                if isinstance(key, str):
-                    self._index.setdefault(canon(key), (key, value))
-        return self._index.get(canon(name))
+            self._index = _canon_index(tuple(self.record))
+        key = self._index.get(canon(name))
+        return None if key is None else (key, self.record[key])
 
     def _find(self, names: tuple[str, ...]) -> tuple[str, Any]:
         """The first of `names` holding a value, else the first present (blank), else the first name."""
+        first = names[0]
+        if first in self.record:  # the common case: the first name, spelt as expected
+            value = self.record[first]
+            if len(names) == 1 or (type(value) is str and value.strip()):
+                return first, value
         blank = None
         for name in names:
             hit = self._lookup(name)

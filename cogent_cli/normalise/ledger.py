@@ -11,7 +11,6 @@ one (package-level tracking, more items, changed tracking) yields a new event wi
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from cogent_cli.events import CustomerRef, NormalisedEvent, OrderRef, Parcel, ParcelItem
+from cogent_cli.normalise import json_text
 
 if TYPE_CHECKING:
     from sqlite3 import Connection
@@ -145,7 +145,7 @@ class Shipments:
         ).fetchone()
         if row is None:
             return None
-        body = json.loads(row[4])
+        body = json_text.loads(row[4])
         return KnownShipment(
             order_number=row[0],
             granularity=row[1],
@@ -264,7 +264,7 @@ class Shipments:
                 granularity,
                 fingerprint,
                 event.event_id,
-                json.dumps(body),
+                json_text.dumps(body),
             ),
         )
         for parcel in parcel_list:

@@ -37,7 +37,7 @@ from typing import Any
 
 from cogent_cli.config import MarketplacerSettings
 from cogent_cli.events import CustomerRef, NormalisedEvent, OrderRef, ShipMethod
-from cogent_cli.normalise.base import NormaliseContext, Record, register
+from cogent_cli.normalise.base import NormaliseContext, Record, register, settings_for
 from cogent_cli.normalise.reading import Node, allocate_pro_rata
 from cogent_cli.normalise.stock import StockLevels
 
@@ -50,8 +50,7 @@ UNIT_AMOUNT_FIELDS = ("amountPerItem",)
 
 
 def _settings(ctx: NormaliseContext) -> MarketplacerSettings:
-    settings = ctx.config.sources.marketplacer
-    return settings if settings is not None else MarketplacerSettings()
+    return settings_for(ctx.config, SYSTEM, MarketplacerSettings)
 
 
 def _sequence(ctx: NormaliseContext) -> int | None:

@@ -27,8 +27,16 @@ from typing import Any
 
 from cogent_cli.config import Config, PeoplevoxSettings
 from cogent_cli.events import Money, NormalisedEvent, Parcel, ParcelItem, ShipMethod
-from cogent_cli.normalise.base import NormaliseContext, Record, register, register_grouped
-from cogent_cli.normalise.fields import Row, canon
+from cogent_cli.normalise.base import (
+    NormaliseContext,
+    NormaliseError,
+    Record,
+    register,
+    register_grouped,
+    settings_for,
+    ship_method_of,
+)
+from cogent_cli.normalise.fields import Row, canon, parse_datetime
 from cogent_cli.normalise.stock import StockLevels
 
 SYSTEM = "peoplevox"
@@ -64,8 +72,7 @@ INVENTORY_COLUMNS = ("Item code", "Available")
 
 
 def _settings(ctx: NormaliseContext) -> PeoplevoxSettings:
-    settings = ctx.settings
-    return settings if isinstance(settings, PeoplevoxSettings) else PeoplevoxSettings()
+    return settings_for(ctx.config, SYSTEM, PeoplevoxSettings)
 
 
 def _has(record: Record, *names: str) -> bool:
@@ -79,7 +86,19 @@ def _any(record: Record, *names: str) -> bool:
 
 
 def _key_part(value: Any) -> str:
-    return "" if value is None else str(value).strip()
+    """A natural-key component as every route spells it: trimmed, without the quotes Peoplevox's API
+    puts around report dates."""
+    return "" if value is None else str(value).strip().strip("'\"").strip()
+
+
+def _key_time(value: Any) -> str:
+    """A report time as a natural-key component: one spelling whether it reads '14/06/2018 16:55:07'
+    (quoted, as the API renders it), 14/06/2018 16:55:07 (a report file) or 2018-06-14T16:55:07."""
+    text = _key_part(value)
+    try:
+        return parse_datetime("time", text, "UTC").strftime("%Y-%m-%dT%H:%M:%S") if text else ""
+    except NormaliseError:
+        return text
 
 
 # -- Despatch summary --------------------------------------------------------------------------------
@@ -106,17 +125,14 @@ def despatch_group(record: Record, _config: Config) -> str:
 
 
 def despatch_key(record: Record) -> str:
+    """The natural key of a Despatch summary row, the same whether pulled (GetReportData) or read from
+    a report file, so the row is stored once."""
     row = Row(record)
     return "|".join(_key_part(row.text(name)) for name in ("Despatch number", "Item code", "Tracking number"))
 
 
 def ship_method(carrier_code: str | None, carrier_name: str | None, code: str | None, name: str | None) -> ShipMethod:
-    return ShipMethod(
-        carrier_code=carrier_code or carrier_name,
-        carrier_name=carrier_name or carrier_code,
-        service_code=code or name,
-        service_name=name or code,
-    )
+    return ship_method_of(carrier_code or carrier_name, carrier_name or carrier_code, code or name, name or code)
 
 
 def parse_despatch_row(record: Record, ctx: NormaliseContext) -> DespatchLine:
@@ -227,8 +243,11 @@ def return_group(record: Record, _config: Config) -> str:
 
 
 def return_key(record: Record) -> str:
+    """The natural key of a Return summary row, the same by every route (see `despatch_key`)."""
     row = Row(record)
-    return "|".join(_key_part(row.text(name)) for name in ("Return code", "Item code", "Return date"))
+    return "|".join(
+        (_key_part(row.text("Return code")), _key_part(row.text("Item code")), _key_time(row.text("Return date")))
+    )
 
 
 def parse_return_row(record: Record, ctx: NormaliseContext) -> ReturnRow:

@@ -28,7 +28,15 @@ from typing import Any
 
 from cogent_cli.config import SCEND_FIELDS, Config, ScendSettings
 from cogent_cli.events import NormalisedEvent, Parcel, ParcelItem, ShipMethod
-from cogent_cli.normalise.base import NormaliseContext, NormaliseError, Record, register, register_grouped
+from cogent_cli.normalise.base import (
+    NormaliseContext,
+    NormaliseError,
+    Record,
+    register,
+    register_grouped,
+    settings_for,
+    ship_method_of,
+)
 from cogent_cli.normalise.fields import Row, canon
 from cogent_cli.normalise.stock import StockLevels
 
@@ -57,7 +65,7 @@ IDENTIFYING = {
 
 
 def settings_of(config: Config) -> ScendSettings:
-    return config.sources.scend or ScendSettings()
+    return settings_for(config, SYSTEM, ScendSettings)
 
 
 def column(config: Config, kind: str, name: str) -> str:
@@ -85,7 +93,7 @@ class Fields:
         return self.names.get(name, name)
 
     def text(self, name: str) -> str | None:
-        return self.row.text(self._name(name))
+        return self.row.text(self.names.get(name, name))
 
     def required(self, name: str) -> str:
         return self.row.required(self._name(name))
@@ -143,11 +151,8 @@ def parse_despatch(record: Record, ctx: NormaliseContext, renamed: bool = True) 
         channel_ref=f.text("channel_order_ref"),
         parcel_id=f.text("parcel_id"),
         despatched_at=f.datetime("despatched_at"),
-        ship_method=ShipMethod(
-            carrier_code=f.text("carrier_code"),
-            carrier_name=f.text("carrier_name"),
-            service_code=f.text("service_code"),
-            service_name=f.text("service_name"),
+        ship_method=ship_method_of(
+            f.text("carrier_code"), f.text("carrier_name"), f.text("service_code"), f.text("service_name")
         ),
         tracking_number=f.text("tracking_number"),
         tracking_url=f.text("tracking_url"),

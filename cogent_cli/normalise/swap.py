@@ -33,7 +33,7 @@ from typing import Any
 
 from cogent_cli.config import SwapSettings
 from cogent_cli.events import CustomerRef, NormalisedEvent, OrderRef
-from cogent_cli.normalise.base import NormaliseContext, NormaliseError, Record, register
+from cogent_cli.normalise.base import NormaliseContext, NormaliseError, Record, register, settings_for
 from cogent_cli.normalise.reading import Node, allocate_pro_rata, unique
 
 SYSTEM = "swap"
@@ -62,8 +62,7 @@ RESOLUTIONS = {
 
 
 def _settings(ctx: NormaliseContext) -> SwapSettings:
-    settings = ctx.config.sources.swap
-    return settings if settings is not None else SwapSettings()
+    return settings_for(ctx.config, SYSTEM, SwapSettings)
 
 
 def _condition(raw: str | None) -> str | None:

@@ -172,7 +172,7 @@ def test_unknown_status_is_quarantined_until_mapped(workspace: Workspace, store:
     row = feed.inbox.get(row_id)
     assert row.status == "quarantined"
     assert row.reason is not None
-    assert row.reason.startswith("goods_out_status.code = 'SHIPPED_EXT': unknown Clarus status")
+    assert row.reason.startswith("goods_out_status.code = 'SHIPPED_EXT': unknown clarus status")
     assert "[mapping.status.clarus]" in row.reason
 
     config = feed.config.model_copy(update={"mapping": feed.config.mapping.model_copy(

@@ -190,3 +190,38 @@ def test_soap_envelope_carries_the_session_header():
     assert "<PageNo>3</PageNo>" in body
     assert "&gt;= DateTime(2026,01,01,00,00,00)" in body
     assert timedelta(0) == timedelta(0)
+
+
+def _as_exported(row: dict[str, str]) -> dict[str, str]:
+    """A report row as another export renders it: XML-style column names, dates quoted."""
+    return {
+        name.replace(" ", "_"): f"'{value}'" if name.endswith(" date") and value else value
+        for name, value in row.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("report_name", "kind"), [(DESPATCHES, "despatch_summary"), ("Return summary", "return_summary")]
+)
+def test_report_rows_pulled_then_ingested_from_a_file_are_stored_once(point, served, tmp_path, report_name, kind):
+    import csv
+
+    from cogent_cli.ingest import ingest_paths
+
+    ws = point({"peoplevox": {"items_per_page": 50}})
+    pulled = pull(ws, "peoplevox", streams=("despatches", "returns"))
+    rows = [_as_exported(row) for row in served.standins.data.peoplevox["reports"][report_name]["rows"]]
+    path = tmp_path / f"{kind}.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    stored_by_pull = inbox_count(ws, kind)
+    with ws.store() as store:
+        events_before = store.db.execute("select count(*) from events").fetchone()[0]
+        summary = ingest_paths(store, ws.config, "peoplevox", [path])
+        events_after = store.db.execute("select count(*) from events").fetchone()[0]
+    assert stored_by_pull == len(rows) and sum(stream.stored for stream in pulled.streams) >= len(rows)
+    assert (summary.records, summary.stored, summary.duplicates) == (len(rows), 0, len(rows))
+    assert inbox_count(ws, kind) == stored_by_pull
+    assert events_after == events_before
