@@ -21,7 +21,8 @@ from typing import Any
 from cogent_cli.audits import AuditResult, AuditRunner, load_registry
 from cogent_cli.health import Health, collect_health
 from cogent_cli.klaviyo.client import KlaviyoClient
-from cogent_cli.klaviyo.models import CatalogItemIn, CatalogVariantIn
+from cogent_cli.klaviyo.errors import DuplicateProfileError
+from cogent_cli.klaviyo.models import CatalogItemIn, CatalogVariantIn, ProfileIn
 from cogent_cli.mirror import pull_klaviyo
 from cogent_cli.pull import PULL_SYSTEMS
 from cogent_cli.pull import pull as pull_source
@@ -94,6 +95,27 @@ async def create_catalog(
         await asyncio.gather(*(one(sku) for sku in skus))
 
 
+async def create_storefront_profiles(base_url: str, manifest: dict[str, Any]) -> int:
+    """Profiles a storefront's own Klaviyo integration makes from what shoppers typed at checkout: the
+    planted duplicate customers' plus addresses, which Klaviyo keeps apart from their usual mailbox."""
+    emails = {
+        variant.strip()
+        for plant in manifest["planted"]
+        if plant["type"] == "duplicate_customer"
+        for variant in plant["refs"]["email_variants"]
+        if "+" in variant
+    }
+    created = 0
+    async with KlaviyoClient(DEMO_KEY, base_url=base_url, rate_scale=RATE_SCALE) as client:
+        for email in sorted(emails):
+            try:
+                await client.create_profile(ProfileIn(email=email))
+                created += 1
+            except DuplicateProfileError:
+                pass  # the sync already delivered this shopper's plus address
+    return created
+
+
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     """The sandbox's credentials for the length of the demo only."""
@@ -156,6 +178,8 @@ def run_demo(
         report.catalog_variants_updated = next(
             db.query("select count(*) as n from catalog_variants where inventory_quantity > 0")
         )["n"]
+        step("Adding the storefront's own profiles (plus addresses typed at checkout)")
+        asyncio.run(create_storefront_profiles(sandbox.base_url, seeded.manifest))
         step("Mirroring the sandbox's Klaviyo for the audits")
         report.mirrored = pull_klaviyo(workspace).counts
     report.planted = seeded.manifest["planted_counts"]
