@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import random
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -30,6 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
+from pydantic_core import to_json
 
 from cogent_cli import __version__
 from cogent_cli.klaviyo.errors import (
@@ -170,7 +170,8 @@ class ClientStats:
 
 
 def encode_body(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON (pydantic-core's encoder: bulk bodies encode thousands of items)."""
+    return to_json(body)
 
 
 def _query_value(value: Any) -> str:
@@ -212,14 +213,22 @@ def _split(items: Sequence[T], sizes: Sequence[int], max_count: int, max_bytes: 
 
 # Room for the JSON:API envelope around the items of a bulk body.
 _ENVELOPE_BYTES = 512
+_BULK_EVENTS_HEAD = b'{"data":{"type":"event-bulk-create-job","attributes":{"events-bulk-create":{"data":['
+_BULK_EVENTS_TAIL = b"]}}}}"
+_ENTRY_HEAD = b'{"type":"event-bulk-create","attributes":{"profile":{"data":'
+_ENTRY_EVENTS = b'},"events":{"data":['
+_ENTRY_TAIL = b"]}}}"
+_EVENT_HEAD = b'{"type":"event","attributes":'
+_EVENT_TAIL = b"}"
+# Upper bound of what an event adds to a body when it is its own per-profile entry.
+_EVENT_OVERHEAD = len(_ENTRY_HEAD + _ENTRY_EVENTS + _ENTRY_TAIL + _EVENT_HEAD + _EVENT_TAIL) + 1
 
 
 @dataclass(frozen=True)
 class _PlannedEvent:
     event: EventIn
-    profile: dict[str, Any]
-    profile_key: bytes
-    attributes: dict[str, Any]
+    profile: bytes  # the encoded profile resource, also what groups events by profile
+    attributes: bytes  # the encoded event attributes
     size: int
 
 
@@ -240,36 +249,30 @@ def _plan(events: Iterable[EventIn], max_events: int, max_bytes: int) -> list[li
     seen: Counter[str] = Counter()
     waves: list[list[_PlannedEvent]] = []
     for event in events:
-        profile = event.profile_resource()
-        profile_key = encode_body(profile)
-        attributes = event.event_attributes()
-        # Upper bound: the event as its own per-profile entry (grouping by profile only shrinks it).
-        size = len(profile_key) + len(encode_body(attributes)) + 120
+        # Each event is encoded once, here; request bodies are assembled from these pieces.
+        profile = encode_body(event.profile_resource())
+        attributes = encode_body(event.event_attributes())
         occurrence = 0
         if event.unique_id is not None:
             occurrence = seen[event.unique_id]
             seen[event.unique_id] += 1
         if occurrence == len(waves):
             waves.append([])
-        waves[occurrence].append(_PlannedEvent(event, profile, profile_key, attributes, size))
+        waves[occurrence].append(
+            _PlannedEvent(event, profile, attributes, len(profile) + len(attributes) + _EVENT_OVERHEAD)
+        )
     return [_split(wave, [p.size for p in wave], max_events, max_bytes - _ENVELOPE_BYTES) for wave in waves]
 
 
-def _bulk_events_body(batch: Sequence[_PlannedEvent]) -> dict[str, Any]:
-    grouped: dict[bytes, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+def _bulk_events_content(batch: Sequence[_PlannedEvent]) -> bytes:
+    """The encoded event-bulk-create-job body: one entry per profile, holding that profile's events."""
+    grouped: dict[bytes, list[bytes]] = {}
     for planned in batch:
-        grouped.setdefault(planned.profile_key, (planned.profile, []))[1].append(planned.attributes)
-    entries = [
-        {
-            "type": "event-bulk-create",
-            "attributes": {
-                "profile": {"data": profile},
-                "events": {"data": [{"type": "event", "attributes": a} for a in attributes]},
-            },
-        }
-        for profile, attributes in grouped.values()
-    ]
-    return {"data": {"type": "event-bulk-create-job", "attributes": {"events-bulk-create": {"data": entries}}}}
+        grouped.setdefault(planned.profile, []).append(_EVENT_HEAD + planned.attributes + _EVENT_TAIL)
+    entries = b",".join(
+        _ENTRY_HEAD + profile + _ENTRY_EVENTS + b",".join(events) + _ENTRY_TAIL for profile, events in grouped.items()
+    )
+    return _BULK_EVENTS_HEAD + entries + _BULK_EVENTS_TAIL
 
 
 def _subscriptions(sub: SubscriptionIn, historical_import: bool) -> dict[str, Any]:
@@ -393,10 +396,13 @@ class KlaviyoClient:
         path_params: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         body: Any = None,
+        content: bytes | None = None,
         url: str | None = None,
         retry_ambiguous: bool | None = None,
     ) -> Any:
-        """Send one operation (retrying as allowed) and return its parsed JSON body, or None."""
+        """Send one operation (retrying as allowed) and return its parsed JSON body, or None.
+
+        The request body is `body` encoded, or `content` when it comes encoded already."""
         if self._http is None:
             raise RuntimeError("use the client inside `async with KlaviyoClient(...)`")
         op = operation(operation_id)
@@ -404,7 +410,8 @@ class KlaviyoClient:
         stats = self.stats.operations[operation_id]
         safe = RETRY_AMBIGUOUS[operation_id] if retry_ambiguous is None else retry_ambiguous
         target = url or self._target(op.path, path_params, params)
-        content = encode_body(body) if body is not None else None
+        if body is not None:
+            content = encode_body(body)
         headers = {"Content-Type": JSON_API} if content is not None else None
         throttled = transient = 0
         reached = False  # whether any failed attempt may have reached Klaviyo
@@ -567,7 +574,7 @@ class KlaviyoClient:
             async def send(batch: list[_PlannedEvent]) -> None:
                 await self._call(
                     "bulk_create_events",
-                    body=_bulk_events_body(batch),
+                    content=_bulk_events_content(batch),
                     retry_ambiguous=all(p.event.retry_safe for p in batch),
                 )
 

@@ -31,8 +31,15 @@ def catalog_id(external_id: str) -> str:
     return external_id if external_id.startswith(CATALOG_PREFIX) else CATALOG_PREFIX + external_id
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON values: Decimal money stays a JSON number (Klaviyo needs `value` numeric), times ISO 8601."""
+    if type(value) in _PLAIN:
+        return value
+    if type(value) is dict:
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
     if isinstance(value, datetime):

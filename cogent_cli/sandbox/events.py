@@ -8,8 +8,9 @@ from starlette.responses import Response
 
 from cogent_cli.sandbox.calls import Call, handles, paginate
 from cogent_cli.sandbox.filters import COMPARATORS, sql_value
-from cogent_cli.sandbox.jsonapi import ApiError, invalid, json_response, not_found
+from cogent_cli.sandbox.jsonapi import ApiError, invalid, json_response, not_found, now
 from cogent_cli.sandbox.resources import event_resource, metric_resource, profile_resource
+from cogent_cli.sandbox.store import scope_identifiers
 
 MAX_BULK_EVENTS = 1000
 METRICS_PAGE = 200
@@ -35,35 +36,36 @@ def bulk_create_events(call: Call) -> Response:
     total = sum(len(entry["attributes"]["events"]["data"]) for entry in entries)
     if total > MAX_BULK_EVENTS:
         raise invalid(f"A bulk request may hold at most {MAX_BULK_EVENTS} events, not {total}.", pointer=base)
+    store = call.store
+    references = [entry["attributes"]["profile"]["data"] for entry in entries]
+    # Who is who, for every profile the request names, in one lookup (taken before anything is written).
+    identities = [scope_identifiers(data) for data in references]
+    index = store.identity_index(identities)
+    current = now()
     # Everything is checked before anything is written: one bad event fails the whole request.
     seen: dict[tuple[str, str, str], str] = {}
     checked = []
     for i, entry in enumerate(entries):
-        profile_data = entry["attributes"]["profile"]["data"]
-        scope = call.store.dedupe_scope(profile_data)
+        scope = store.dedupe_scope(references[i], identities[i], index)
         for j, event in enumerate(entry["attributes"]["events"]["data"]):
-            pointer = f"{base}/{i}/attributes/events/data/{j}/attributes"
             attributes = event["attributes"]
-            moment = call.store.check_event(attributes, pointer)
+            moment = store.check_event(attributes, f"{base}/{i}/attributes/events/data/{j}/attributes", current)
             unique_id = attributes.get("unique_id")
             if unique_id is not None:
                 key = (scope, attributes["metric"]["data"]["attributes"]["name"], unique_id)
+                pointer = f"{base}/{i}/attributes/events/data/{j}/attributes/unique_id"
                 if key in seen:
                     raise invalid(
                         f"unique_id '{unique_id}' is repeated for the same profile and metric (first at "
                         f"{seen[key]}); the request failed and no events were processed.",
-                        pointer=f"{pointer}/unique_id",
+                        pointer=pointer,
                     )
-                seen[key] = f"{pointer}/unique_id"
+                seen[key] = pointer
             checked.append((i, attributes, moment))
-    profiles: dict[int, str] = {}
-    for i, entry in enumerate(entries):
-        profile_data = entry["attributes"]["profile"]["data"]
-        profile, _ = call.store.resolve_profile(
-            profile_data, f"{base}/{i}/attributes/profile/data", meta=profile_data.get("meta")
-        )
-        profiles[i] = profile["id"]
-    call.store.record_events([(profiles[i], attributes, moment) for i, attributes, moment in checked])
+    profiles = store.resolve_event_profiles(
+        references, [f"{base}/{i}/attributes/profile/data" for i in range(len(entries))], index
+    )
+    store.record_events([(profiles[i], attributes, moment) for i, attributes, moment in checked])
     return Response(status_code=202)
 
 

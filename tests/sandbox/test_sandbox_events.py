@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -33,7 +34,7 @@ def test_repeated_unique_id_for_same_profile_and_metric_is_dropped_with_the_same
     assert (first.status_code, second.status_code) == (202, 202)
     assert second.content == b""
     [row] = list(sandbox.db["events"].rows)
-    assert '"attempt": 1' in row["properties"]
+    assert json.loads(row["properties"]) == {"attempt": 1}
 
 
 def test_same_unique_id_under_another_metric_or_profile_is_a_new_event(
@@ -85,6 +86,36 @@ def test_bulk_create_stores_every_event_and_creates_profiles(
     assert response.content == b""
     assert sandbox.db["events"].count == 3
     assert sandbox.db["profiles"].count == 2
+
+
+def test_bulk_request_resolves_its_profiles_in_order_as_one_by_one_requests_would(
+    api: httpx.Client, sandbox: Sandbox, bulk, bulk_entry
+) -> None:
+    api.post(
+        "/api/event-bulk-create-jobs", json=bulk([({"email": "known@example.com"}, [bulk_entry("Viewed", "v-0")])])
+    )
+    body = bulk(
+        [
+            ({"email": "a@example.com"}, [bulk_entry("Placed Order", "o-1")]),
+            # The email is the profile just created: it gains the phone number.
+            ({"email": "A@Example.com", "phone_number": "+15005550006"}, [bulk_entry("Placed Order", "o-2")]),
+            ({"phone_number": "+15005550006"}, [bulk_entry("Placed Order", "o-3")]),
+            ({"email": "KNOWN@example.com"}, [bulk_entry("Placed Order", "o-4")]),
+            ({"email": "b@example.com", "first_name": "Bo"}, [bulk_entry("Placed Order", "o-5")]),
+        ]
+    )
+
+    assert api.post("/api/event-bulk-create-jobs", json=body).status_code == 202
+
+    profiles = {row["email"]: row for row in sandbox.db["profiles"].rows}
+    assert set(profiles) == {"known@example.com", "a@example.com", "b@example.com"}
+    assert profiles["a@example.com"]["phone_number"] == "+15005550006"
+    assert profiles["b@example.com"]["first_name"] == "Bo"
+    owners = {row["unique_id"]: row["profile_id"] for row in sandbox.db["events"].rows}
+    assert owners["o-1"] == owners["o-2"] == owners["o-3"] == profiles["a@example.com"]["id"]
+    assert owners["o-4"] == owners["v-0"] == profiles["known@example.com"]["id"]
+    assert owners["o-5"] == profiles["b@example.com"]["id"]
+    assert profiles["a@example.com"]["last_event_date"] == "2026-07-20T12:00:00+00:00"
 
 
 def test_bulk_request_with_a_repeated_unique_id_is_rejected_whole(
