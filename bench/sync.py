@@ -127,11 +127,11 @@ def mixed_events(count: int, seed: int = 7) -> list[Any]:
     return events
 
 
-def write_workspace(root: Path, base_url: str, rate_scale: float, events: list[Any]) -> Workspace:
+def write_workspace(root: Path, base_url: str, rate_scale: float, events: list[Any], max_in_flight: int) -> Workspace:
     root.mkdir(parents=True)
     (root / "cogent.toml").write_text(
         f'[workspace]\nname = "Bench"\nid = "bench-01"\n\n[klaviyo]\nbase_url = "{base_url}"\n'
-        f"rate_scale = {rate_scale}\nmax_in_flight = 64\n\n[sync]\nwave_size = 20000\n",
+        f"rate_scale = {rate_scale}\nmax_in_flight = {max_in_flight}\n\n[sync]\nwave_size = 20000\n",
         encoding="utf-8",
     )
     workspace = Workspace(root)
@@ -372,20 +372,29 @@ def main() -> None:
     parser.add_argument("--rate-scale", type=float, default=10.0)
     parser.add_argument("--server", choices=("sandbox", "mock"), default="sandbox")
     parser.add_argument("--sdk-events", type=int, default=2000, help="sample sent with the SDK; 0 skips it")
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=8,
+        help="concurrent requests; the sandbox stores each 1,000-event request in seconds, so more only queue "
+        "there until the client's timeout",
+    )
     args = parser.parse_args()
     os.environ["COGENT_KLAVIYO_API_KEY"] = KEY
     print(f"generating {args.events:,} mixed events ...", file=sys.stderr)
     events = mixed_events(args.events)
     with tempfile.TemporaryDirectory() as tmp:
         if args.server == "mock":
-            workspace = write_workspace(Path(tmp) / "ws", "https://a.klaviyo.com", args.rate_scale, events)
+            workspace = write_workspace(
+                Path(tmp) / "ws", "https://a.klaviyo.com", args.rate_scale, events, args.max_in_flight
+            )
             result = run_engine(workspace, mock_transport(args.rate_scale))
             report(args, result, needed_requests(workspace))
             if args.sdk_events:
                 print("the SDK comparison needs the sandbox: run without --server mock", file=sys.stderr)
             return
         with sandbox_process(Path(tmp) / "sandbox", args.rate_scale) as base_url:
-            workspace = write_workspace(Path(tmp) / "ws", base_url, args.rate_scale, events)
+            workspace = write_workspace(Path(tmp) / "ws", base_url, args.rate_scale, events, args.max_in_flight)
             asyncio.run(create_catalog(base_url, SKUS, api_key=KEY, rate_scale=args.rate_scale))
             result = run_engine(workspace, None)
             rate = report(args, result, needed_requests(workspace))

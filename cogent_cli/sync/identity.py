@@ -9,6 +9,7 @@ is reported, never papered over with a second profile.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -139,6 +140,11 @@ class IdentityResolver:
         self.settings = settings
         # Keys already read from (or written to) the state file in this run: no SELECT per wave.
         self._known: dict[str, str] = {}
+        # Keys Klaviyo did not know earlier in this run: their events went with the identifiers, so
+        # Klaviyo matches the profile those created; asking again would only spend lookups.
+        self._absent: set[str] = set()
+        # Waves overlap: one resolves at a time, so a key is never looked up twice at once.
+        self._resolving = asyncio.Lock()
 
     def cached(self, keys: Iterable[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -171,8 +177,6 @@ class IdentityResolver:
     async def _lookup(self, client: Any, missing: list[tuple[str, str, str]]) -> dict[str, str]:
         """Ask Klaviyo for every uncached key, 100 values per request, and learn every identifier
         of each profile found (so an email lookup also caches that profile's phone)."""
-        import asyncio
-
         by_field: dict[str, list[str]] = {}
         for _key, field_name, value in missing:
             by_field.setdefault(field_name, [])
@@ -209,12 +213,14 @@ class IdentityResolver:
     async def resolve(self, client: Any, identities: Iterable[Identity]) -> dict[Identity, Resolution]:
         unique = [i for i in dict.fromkeys(identities) if i]
         all_keys = [k for ident in unique for k in ident.lookup_keys()]
-        known = self.cached(k for k, _f, _v in all_keys)
-        missing = [k for k in dict.fromkeys(all_keys) if k[0] not in known]
-        if missing:
-            learned = await self._lookup(client, missing)
-            self.remember(learned)
-            known.update(learned)
+        async with self._resolving:
+            known = self.cached(k for k, _f, _v in all_keys)
+            missing = [k for k in dict.fromkeys(all_keys) if k[0] not in known and k[0] not in self._absent]
+            if missing:
+                learned = await self._lookup(client, missing)
+                self.remember(learned)
+                known.update(learned)
+                self._absent.update(key for key, _f, _v in missing if key not in learned)
         return {ident: self._decide(ident, known) for ident in unique}
 
     def _decide(self, ident: Identity, known: dict[str, str]) -> Resolution:

@@ -415,11 +415,11 @@ class Outbox:
         now = now_iso()
         queued = []
         for op in mapped.ops:
-            op_key = f"{event.event_id}:{op.suffix}"
-            existing = next(db.query("select id, status from outbox where op_key = ?", [op_key]), None)
+            entry = _Queued(event, row["event_rowid"], op, backfill)
+            existing = next(db.query("select id, status from outbox where op_key = ?", [entry.op_key]), None)
             if existing is None:
-                if self._insert_ops(db, [_Queued(event, row["event_rowid"], op, backfill)]):
-                    queued.append(next(db.query("select id from outbox where op_key = ?", [op_key]))["id"])
+                if self._insert_ops(db, [entry]):
+                    queued.append(next(db.query("select id from outbox where op_key = ?", [entry.op_key]))["id"])
             elif existing["status"] in ("exception", "resolved") or existing["id"] == outbox_id:
                 # The claim and the stock table already hold this event's effect: read, do not re-apply.
                 self._finish_ops(db, [(op, event.event_id)], apply_stock=False)

@@ -182,3 +182,14 @@ def test_stock_of_successive_waves_reaches_the_catalog_in_order(workspace: Works
     summary = sync(workspace, fake)
     assert summary.sent == {"catalog inventory": 2}
     assert fake.variants[variant] == 3
+
+
+def test_a_customer_klaviyo_does_not_know_is_looked_up_once_per_run(workspace: Workspace, fake: FakeKlaviyo) -> None:
+    workspace.config_path.write_text(workspace.config_path.read_text().replace("[sync]\n", "[sync]\nwave_size = 1\n"))
+    workspace = Workspace(workspace.root)
+    with workspace.store() as store:
+        add_events(store, [shipment(f"S{i}", [(f"T{i}", [("SKU-1", 1)])], order=f"N{i}") for i in range(3)])
+    summary = sync(workspace, fake)
+    assert summary.sent == {"Fulfilled Shipment": 3}
+    assert [c for c in fake.calls if c[0] == "get_profiles"] == [("get_profiles", 1)]
+    assert len(fake.profiles) == 1 and len({e["profile_id"] for e in fake.events}) == 1
