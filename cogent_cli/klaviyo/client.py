@@ -22,7 +22,7 @@ import asyncio
 import email.utils
 import random
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -195,20 +195,21 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _split(items: Sequence[T], sizes: Sequence[int], max_count: int, max_bytes: int) -> list[list[T]]:
+def _split(
+    items: Iterable[T], max_count: int, max_bytes: int, size: Callable[[T], int] | None = None
+) -> Iterator[list[T]]:
     """Consecutive batches of at most `max_count` items and `max_bytes` bytes (an oversized item goes alone)."""
-    batches: list[list[T]] = []
     current: list[T] = []
     used = 0
-    for item, size in zip(items, sizes, strict=True):
-        if current and (len(current) >= max_count or used + size > max_bytes):
-            batches.append(current)
+    for item in items:
+        weight = size(item) if size else 0
+        if current and (len(current) >= max_count or used + weight > max_bytes):
+            yield current
             current, used = [], 0
         current.append(item)
-        used += size
+        used += weight
     if current:
-        batches.append(current)
-    return batches
+        yield current
 
 
 # Room for the JSON:API envelope around the items of a bulk body.
@@ -240,28 +241,39 @@ def plan_event_batches(
     Klaviyo rejects a whole bulk request that repeats a unique_id, so the n-th occurrence of an id
     goes into wave n, sent only after wave n-1 finished (which also keeps "first one wins").
     """
-    return [[[p.event for p in batch] for batch in wave] for wave in _plan(events, max_events, max_bytes)]
+    return [
+        [[p.event for p in batch] for batch in _event_batches(wave, max_events, max_bytes)]
+        for wave in _waves(events, max_events)
+    ]
 
 
-def _plan(events: Iterable[EventIn], max_events: int, max_bytes: int) -> list[list[list[_PlannedEvent]]]:
+def _waves(events: Iterable[EventIn], max_events: int) -> list[list[EventIn]]:
+    """The events split so that no unique_id occurs twice in a wave (see `plan_event_batches`)."""
     if not 1 <= max_events <= MAX_EVENTS_PER_REQUEST:
         raise ValueError(f"batch size must be between 1 and {MAX_EVENTS_PER_REQUEST}")
     seen: Counter[str] = Counter()
-    waves: list[list[_PlannedEvent]] = []
+    waves: list[list[EventIn]] = []
     for event in events:
-        # Each event is encoded once, here; request bodies are assembled from these pieces.
-        profile = encode_body(event.profile_resource())
-        attributes = encode_body(event.event_attributes())
         occurrence = 0
         if event.unique_id is not None:
             occurrence = seen[event.unique_id]
             seen[event.unique_id] += 1
         if occurrence == len(waves):
             waves.append([])
-        waves[occurrence].append(
-            _PlannedEvent(event, profile, attributes, len(profile) + len(attributes) + _EVENT_OVERHEAD)
-        )
-    return [_split(wave, [p.size for p in wave], max_events, max_bytes - _ENVELOPE_BYTES) for wave in waves]
+        waves[occurrence].append(event)
+    return waves
+
+
+def _planned(event: EventIn) -> _PlannedEvent:
+    # Each event is encoded once, here; request bodies are assembled from these pieces.
+    profile = encode_body(event.profile_resource())
+    attributes = encode_body(event.event_attributes())
+    return _PlannedEvent(event, profile, attributes, len(profile) + len(attributes) + _EVENT_OVERHEAD)
+
+
+def _event_batches(wave: Iterable[EventIn], max_events: int, max_bytes: int) -> Iterator[list[_PlannedEvent]]:
+    """A wave's requests, encoded as they are taken: the first is sent while later ones are still encoded."""
+    return _split(map(_planned, wave), max_events, max_bytes - _ENVELOPE_BYTES, lambda p: p.size)
 
 
 def _bulk_events_content(batch: Sequence[_PlannedEvent]) -> bytes:
@@ -515,9 +527,10 @@ class KlaviyoClient:
             self._check_origin(url, operation_id)
 
     async def _run_batches(
-        self, batches: Sequence[list[T]], send: Callable[[list[T]], Awaitable[BulkJob | None]]
+        self, batches: Iterable[list[T]], send: Callable[[list[T]], Awaitable[BulkJob | None]]
     ) -> BulkOutcome[T]:
-        """Send batches concurrently; collect what each achieved. Auth problems stop everything."""
+        """Send batches concurrently (as many as `max_in_flight`, each taken from `batches` when a
+        sender is free); collect what each achieved. Auth problems stop everything."""
         outcome: BulkOutcome[T] = BulkOutcome()
         fatal: list[AuthError] = []
 
@@ -539,7 +552,13 @@ class KlaviyoClient:
             if job is not None:
                 outcome.jobs.append(job)
 
-        await asyncio.gather(*(run(batch) for batch in batches))
+        pending = iter(batches)
+
+        async def sender() -> None:
+            for batch in pending:
+                await run(batch)
+
+        await asyncio.gather(*(sender() for _ in range(self.max_in_flight)))
         if fatal:
             raise fatal[0]
         return outcome
@@ -569,7 +588,7 @@ class KlaviyoClient:
         Raises BulkDeliveryError (carrying the outcome) when any request was rejected.
         """
         total: BulkOutcome[EventIn] = BulkOutcome()
-        for wave in _plan(events, batch_size, MAX_REQUEST_BYTES):
+        for wave in _waves(events, batch_size):
 
             async def send(batch: list[_PlannedEvent]) -> None:
                 await self._call(
@@ -578,7 +597,7 @@ class KlaviyoClient:
                     retry_ambiguous=all(p.event.retry_safe for p in batch),
                 )
 
-            outcome = await self._run_batches(wave, send)
+            outcome = await self._run_batches(_event_batches(wave, batch_size, MAX_REQUEST_BYTES), send)
             total.requests += outcome.requests
             total.accepted += outcome.accepted
             total.failures += [BatchFailure([p.event for p in f.items], f.error) for f in outcome.failures]
@@ -730,7 +749,7 @@ class KlaviyoClient:
             data = {"type": "profile-subscription-bulk-create-job", "attributes": attributes}
             await self._call("bulk_subscribe_profiles", body={"data": data | _list_relationship(list_id)})
 
-        batches = _split(subscriptions, [0] * len(subscriptions), MAX_PROFILES_PER_SUBSCRIBE, MAX_REQUEST_BYTES)
+        batches = _split(subscriptions, MAX_PROFILES_PER_SUBSCRIBE, MAX_REQUEST_BYTES)
         return self._raise_failures(await self._run_batches(batches, send), "bulk_subscribe_profiles")
 
     async def unsubscribe_profiles(
@@ -754,7 +773,7 @@ class KlaviyoClient:
             data = {"type": "profile-subscription-bulk-delete-job", "attributes": {"profiles": {"data": profiles}}}
             await self._call("bulk_unsubscribe_profiles", body={"data": data | _list_relationship(list_id)})
 
-        batches = _split(unsubscriptions, [0] * len(unsubscriptions), MAX_PROFILES_PER_UNSUBSCRIBE, MAX_REQUEST_BYTES)
+        batches = _split(unsubscriptions, MAX_PROFILES_PER_UNSUBSCRIBE, MAX_REQUEST_BYTES)
         return self._raise_failures(await self._run_batches(batches, send), "bulk_unsubscribe_profiles")
 
     async def _suppression(self, operation_id: str, job_type: str, emails: Sequence[str]) -> BulkOutcome[str]:
@@ -763,7 +782,7 @@ class KlaviyoClient:
             body = {"data": {"type": job_type, "attributes": {"profiles": {"data": profiles}}}}
             return BulkJob.from_resource((await self._call(operation_id, body=body))["data"])
 
-        batches = _split(list(emails), [0] * len(emails), MAX_EMAILS_PER_SUPPRESSION, MAX_REQUEST_BYTES)
+        batches = _split(emails, MAX_EMAILS_PER_SUPPRESSION, MAX_REQUEST_BYTES)
         return self._raise_failures(await self._run_batches(batches, send), operation_id)
 
     async def suppress_profiles(self, emails: Sequence[str]) -> BulkOutcome[str]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -96,24 +97,33 @@ def normalise_identifier(name: str, value: Any, pointer: str) -> str | None:
     if value is None:
         return None
     text = str(value).strip()
+    normalised = _normalised(name, text)
+    if normalised is not None:
+        return normalised
     if name == "email":
-        if not _EMAIL.match(text) or len(text) >= 100:
-            raise invalid(f"Invalid email address: '{text}'.", pointer=f"{pointer}/email")
-        return text.lower()
+        raise invalid(f"Invalid email address: '{text}'.", pointer=f"{pointer}/email")
+    if name == "phone_number":
+        raise invalid(
+            f"Invalid phone number format (Example of a valid format: +12345678901): '{text}'.",
+            pointer=f"{pointer}/phone_number",
+        )
+    raise invalid(f"'{name}' must not be empty.", pointer=f"{pointer}/{name}")
+
+
+@lru_cache(maxsize=65_536)
+def _normalised(name: str, text: str) -> str | None:
+    """The identifier as stored, or None when it is not valid (cached: the same people recur)."""
+    if name == "email":
+        return text.lower() if _EMAIL.match(text) and len(text) < 100 else None
     if name == "phone_number":
         try:
             parsed = phonenumbers.parse(text, None)
         except phonenumbers.NumberParseException:
-            parsed = None
-        if not text.startswith("+") or parsed is None or not phonenumbers.is_possible_number(parsed):
-            raise invalid(
-                f"Invalid phone number format (Example of a valid format: +12345678901): '{text}'.",
-                pointer=f"{pointer}/phone_number",
-            )
+            return None
+        if not text.startswith("+") or not phonenumbers.is_possible_number(parsed):
+            return None
         return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    if not text:
-        raise invalid(f"'{name}' must not be empty.", pointer=f"{pointer}/{name}")
-    return text
+    return text or None
 
 
 def _loads(text: str | None, default: Any) -> Any:
