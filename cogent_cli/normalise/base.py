@@ -413,19 +413,17 @@ class NormaliseContext:
 
     def ship_method(self, method: ShipMethod, event_id: str) -> bool:
         """Record a raw ship method as seen; returns whether `mapping.ship_methods` knows it."""
-        known = ship_method_known(self.config, method)
-        self.ship_methods.see(
-            (
-                self.system,
-                method.carrier_code or "",
-                method.carrier_name or "",
-                method.service_code or "",
-                method.service_name or "",
-            ),
-            known,
-            self.received_at.isoformat(),
-            event_id,
+        key = (
+            self.system,
+            method.carrier_code or "",
+            method.carrier_name or "",
+            method.service_code or "",
+            method.service_name or "",
         )
+        known = self.ship_methods.known.get(key)
+        if known is None:
+            known = self.ship_methods.known[key] = ship_method_known(self.config, method)
+        self.ship_methods.see(key, known, self.received_at.isoformat(), event_id)
         return known
 
 
@@ -434,6 +432,8 @@ class ShipMethodsSeen:
 
     def __init__(self) -> None:
         self.pending: dict[tuple[str, ...], list[Any]] = {}
+        # Whether the mapping knows each method, worked out once per run (the config does not change).
+        self.known: dict[tuple[str, ...], bool] = {}
 
     def see(self, key: tuple[str, ...], known: bool, seen: str, event_id: str) -> None:
         entry = self.pending.get(key)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
-from cogent_cli.events import CustomerRef, NormalisedEvent, OrderRef, Parcel, ParcelItem
+from cogent_cli.events import CustomerRef, NormalisedEvent, OrderRef, Parcel, ParcelItem, ShipMethod
 from cogent_cli.normalise import json_text
 
 if TYPE_CHECKING:
@@ -103,6 +103,11 @@ def total_items(parcels: Sequence[Parcel]) -> dict[str, int]:
     return totals
 
 
+def _method_values(method: ShipMethod) -> tuple[str | None, ...]:
+    # The field values in declaration order, as model_dump().values() gives them, without building a dict.
+    return (method.carrier_code, method.carrier_name, method.service_code, method.service_name)
+
+
 def _fingerprint(granularity: str, parcels: Sequence[Parcel], items: Mapping[str, int]) -> str:
     """A digest of what is known about a shipment (parcels in any order), to tell news from repeats."""
     described = sorted(
@@ -111,7 +116,7 @@ def _fingerprint(granularity: str, parcels: Sequence[Parcel], items: Mapping[str
                 p.parcel_id,
                 p.tracking_number,
                 p.tracking_url,
-                tuple(p.ship_method.model_dump().values()) if p.ship_method else None,
+                _method_values(p.ship_method) if p.ship_method else None,
                 sorted((i.sku, i.line_id or "", i.quantity) for i in p.items),
             )
         )
