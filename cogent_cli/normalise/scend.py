@@ -464,13 +464,19 @@ def _object(record: Mapping[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
+def _scalars(record: Record) -> dict[str, Any]:
+    """The record's top-level fields that are not lists or objects (shared by each of its lines)."""
+    return {k: v for k, v in record.items() if not isinstance(v, (list, dict))}
+
+
 def webhook_despatch(record: Record, ctx: NormaliseContext) -> Iterator[NormalisedEvent]:
     rows = []
+    top = _scalars(record)
     for index, parcel in enumerate(_list(record, "parcels")):
         carrier, service = _object(parcel, "carrier"), _object(parcel, "service")
         for item in _list(parcel, "items"):
             flat = {
-                **{k: v for k, v in record.items() if not isinstance(v, list | dict)},
+                **top,
                 "despatched_at": record.get("occurred_at"),
                 "is_final_despatch": record.get("is_final"),
                 "parcel_id": parcel.get("parcel_id") or f"parcel-{index + 1}",
@@ -490,9 +496,10 @@ def webhook_despatch(record: Record, ctx: NormaliseContext) -> Iterator[Normalis
 
 def webhook_return(record: Record, ctx: NormaliseContext) -> Iterator[NormalisedEvent]:
     rows = []
+    top = _scalars(record)
     for line in _list(record, "lines"):
         flat = {
-            **{k: v for k, v in record.items() if not isinstance(v, list | dict)},
+            **top,
             "received_at": record.get("received_at") or record.get("occurred_at"),
             "sku": line.get("sku"),
             "qty_received": line.get("qty_received", line.get("qty")),
@@ -513,7 +520,7 @@ def webhook_stock(record: Record, ctx: NormaliseContext) -> Iterator[NormalisedE
     entries = _list(record, "levels") if levels is not None else [record]
     for entry in entries:
         flat = {
-            **{k: v for k, v in record.items() if not isinstance(v, list | dict)},
+            **_scalars(record),
             "snapshot_at": record.get("snapshot_at") or record.get("occurred_at"),
             **entry,
         }

@@ -65,9 +65,15 @@ def test_receive_is_committed_before_it_returns(workspace: Workspace) -> None:
 
 @pytest.mark.parametrize(
     ("system", "route", "key", "message"),
-    [("shopify", "webhook", "k", "Unknown system"), ("swap", "email", "k", "Unknown route"), ("swap", "pull", "", "idempotency")],
+    [
+        ("shopify", "webhook", "k", "Unknown system"),
+        ("swap", "email", "k", "Unknown route"),
+        ("swap", "pull", "", "idempotency"),
+    ],
 )
-def test_receive_refuses_malformed_envelopes(workspace: Workspace, system: str, route: str, key: str, message: str) -> None:
+def test_receive_refuses_malformed_envelopes(
+    workspace: Workspace, system: str, route: str, key: str, message: str
+) -> None:
     with pytest.raises(InboxError, match=message):
         Inbox(workspace.store()).receive(system, route, KIND, key, "{}")
 
