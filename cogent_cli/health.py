@@ -15,8 +15,7 @@ from typing import Any
 from cogent_cli.config import SOURCE_SYSTEMS, Config
 from cogent_cli.klaviyo.spec import operations
 from cogent_cli.state import Store
-from cogent_cli.sync.mapping import LANE_NAMES
-from cogent_cli.sync.outbox import UNSENT
+from cogent_cli.sync.lanes import LANE_NAMES, UNSENT
 from cogent_cli.sync.schedule import list_schedules
 
 

@@ -56,7 +56,8 @@ from cogent_cli.state import Store
 from cogent_cli.sync import lock
 from cogent_cli.sync.exceptions import MappingError, now_iso
 from cogent_cli.sync.identity import IDENTIFIER_FIELDS, Identity, IdentityResolver, Resolution
-from cogent_cli.sync.mapping import LANE_NAMES, Mapper
+from cogent_cli.sync.lanes import LANE_NAMES
+from cogent_cli.sync.mapping import Mapper
 from cogent_cli.sync.outbox import EnqueueSummary, Outbox, OutboxRow
 from cogent_cli.workspace import Workspace
 

@@ -31,12 +31,10 @@ from cogent_cli.events import (
 )
 from cogent_cli.sync.exceptions import MappingError
 from cogent_cli.sync.identity import Identity, identity_from
+from cogent_cli.sync.lanes import BACKFILL, CATALOG, PROFILE, TRANSACTIONAL
 
 OpKind = Literal["event", "profile", "catalog", "subscribe", "unsubscribe"]
 
-# Lanes, delivered in this order: triggers first, state after, history last.
-TRANSACTIONAL, PROFILE, CATALOG, BACKFILL = 0, 1, 2, 3
-LANE_NAMES = {TRANSACTIONAL: "transactional", PROFILE: "profile", CATALOG: "catalog", BACKFILL: "backfill"}
 
 # Business order within one order: a later stage waits while an earlier one is undelivered.
 STAGES = {

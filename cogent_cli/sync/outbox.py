@@ -26,12 +26,12 @@ from cogent_cli.config import Config
 from cogent_cli.events import NormalisedEvent, parse_event
 from cogent_cli.state import Store
 from cogent_cli.sync.exceptions import MappingError, RowRecord, now_iso, record_exception
+from cogent_cli.sync.lanes import UNSENT
 from cogent_cli.sync.mapping import Mapped, Mapper, Op
 
 POSITION_KEY = "sync.events_position"
 READ_CHUNK = 2000
 # An undelivered predecessor in any of these states holds later stages of the same order.
-UNSENT = ("pending", "in_flight", "deferred", "exception")
 _INSERT_COLUMNS = (
     "op_key",
     "event_id",

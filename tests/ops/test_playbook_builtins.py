@@ -18,7 +18,7 @@ from cogent_cli.cli import app
 from cogent_cli.demo import run_demo
 from cogent_cli.errors import ExitStatus
 from cogent_cli.playbooks import load_playbooks
-from cogent_cli.sync.outbox import UNSENT
+from cogent_cli.sync.lanes import UNSENT
 from cogent_cli.workspace import Workspace
 
 BUILT_INS = sorted(p.stem for p in builtin_dir("playbooks").glob("*.yaml"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+import cogent_cli.sync.engine  # noqa: F401  (loaded before forking, so no run pays for it)
 from cogent_cli.cli import main
 
 for line in sys.stdin:
