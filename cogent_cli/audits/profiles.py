@@ -198,7 +198,9 @@ def scan_profiles(db: Database, rules: DedupeRules, table: str = "klaviyo_profil
     scan = ProfileScan()
     email = partial(normalise_email, settings=rules.identity)
     phone = phone_key(rules)
-    names: dict[str, str] = {}  # one string per distinct name, however many profiles share it
+    # Raw spelling -> normalised form, so each distinct name or postcode is worked out (and held) once.
+    names: dict[str, str] = {}
+    postcodes: dict[str, str] = {}
     cursor = db.execute(
         f"select rowid, email, phone_number, external_id, zip, first_name, last_name from [{table}] order by rowid"
     )
@@ -213,14 +215,16 @@ def scan_profiles(db: Database, rules: DedupeRules, table: str = "klaviyo_profil
         for rid, zip_code, first, last in zip(rids, zips, firsts, lasts, strict=True):
             if not (zip_code and first and last):
                 continue
-            block = zip_code.replace(" ", "").replace("-", "").upper()
-            first, last = first.strip().lower(), last.strip().lower()
+            block = postcodes.get(zip_code)
+            if block is None:
+                block = postcodes[zip_code] = zip_code.replace(" ", "").replace("-", "").upper()
+            first = names.get(first) or names.setdefault(first, first.strip().lower())
+            last = names.get(last) or names.setdefault(last, last.strip().lower())
             if block and first and last:
-                member = (rid, names.setdefault(first, first), names.setdefault(last, last))
                 if block in blocks:
-                    blocks[block].append(member)
+                    blocks[block].append((rid, first, last))
                 else:
-                    blocks[block] = [member]
+                    blocks[block] = [(rid, first, last)]
     return scan
 
 
