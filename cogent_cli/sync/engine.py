@@ -115,6 +115,8 @@ class RunSummary:
     deferred: int = 0
     stale_lock_pid: int | None = None
     error: str | None = None
+    # HTTP requests per Klaviyo operation, which `cogent status` sets against the rate budget.
+    klaviyo_requests: dict[str, int] = field(default_factory=dict)
 
     @property
     def deduplicated(self) -> int:
@@ -144,6 +146,7 @@ class RunSummary:
             "deferred": self.deferred,
             "stale_lock_pid": self.stale_lock_pid,
             "error": self.error,
+            "klaviyo_requests": self.klaviyo_requests,
         }
 
 
@@ -785,7 +788,12 @@ async def _run_delivery(
     client_factory: ClientFactory,
 ) -> None:
     async with client_factory(outbox.config) as client:
-        await _deliver_all(outbox, client, options, summary, progress, deadline)
+        try:
+            await _deliver_all(outbox, client, options, summary, progress, deadline)
+        finally:
+            summary.klaviyo_requests = {
+                name: stats.requests for name, stats in sorted(client.stats.operations.items()) if stats.requests
+            }
 
 
 # -- dry run -----------------------------------------------------------------------------------------

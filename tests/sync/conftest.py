@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from cogent_cli.events import NormalisedEvent, Source, dump_event, make_event
+from cogent_cli.klaviyo.client import ClientStats
 from cogent_cli.klaviyo.errors import BulkDeliveryError, KlaviyoValidationError, TransientError
 from cogent_cli.klaviyo.models import BatchFailure, BulkJob, BulkOutcome, Profile, ProfileImportFailure
 from cogent_cli.state import Store
@@ -178,6 +179,7 @@ class FakeKlaviyo:
         self._jobs: dict[str, list[str]] = {}
         self.catalog_delays: list[float] = []
         self._ids = count(1)
+        self.stats = ClientStats()
 
     @asynccontextmanager
     async def session(self, _config: Any) -> AsyncIterator[FakeKlaviyo]:

@@ -19,6 +19,7 @@ from conftest import (
     stock,
 )
 
+from cogent_cli.health import collect_health
 from cogent_cli.klaviyo.client import KlaviyoClient
 from cogent_cli.klaviyo.models import CatalogItemIn, CatalogVariantIn, ProfileIn
 from cogent_cli.sync.engine import SyncOptions, replay, run_sync
@@ -59,6 +60,22 @@ def test_split_shipment_sends_one_event_per_parcel(tmp_path: Any, sandbox: Any) 
         [{"SKU": "SKU-2", "Quantity": 2}],
     ]
     assert summary.sent == {"Fulfilled Shipment": 3}
+
+
+def test_a_run_records_its_klaviyo_requests_and_status_counts_them_against_the_rate_budget(
+    tmp_path: Any, sandbox: Any
+) -> None:
+    workspace = sandbox_workspace(tmp_path / "ws", sandbox.base_url)
+    with workspace.store() as store:
+        add_events(store, [shipment("S1", [("T1", [("SKU-1", 1)])]), shipment("S2", [("T2", [("SKU-2", 1)])])])
+    summary = sync(workspace)
+    assert summary.klaviyo_requests.get("bulk_create_events", 0) >= 1
+    with workspace.store() as store:
+        budget = collect_health(store, workspace.config).rate_budget
+    assert budget["by_operation"] == summary.klaviyo_requests
+    assert budget["requests_last_hour"] == sum(summary.klaviyo_requests.values()) > 0
+    assert budget["busiest_operation"] in summary.klaviyo_requests
+    assert budget["share_used"] > 0
 
 
 def test_cancelled_and_refunded_events_net_off_clv_by_unique_id(tmp_path: Any, sandbox: Any) -> None:
