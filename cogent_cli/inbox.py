@@ -137,6 +137,19 @@ _INSERT = (
 )
 
 
+def _insert_row(item: InboxItem, now: str) -> tuple[str | None, ...]:
+    """An item's values in `_INSERT`'s column order; items without a receipt time were received `now`."""
+    return (
+        item.system,
+        item.route,
+        item.kind,
+        item.idempotency_key,
+        _iso(item.received_at) if item.received_at else now,
+        json.dumps(dict(item.headers or {})),
+        item.body,
+    )
+
+
 # Set by `cogent ingest` on a CSV row whose cell count differs from its header's.
 CSV_ERROR_KEY = "__csv_error__"
 
@@ -193,18 +206,7 @@ class Inbox:
         receipts: list[Receipt] = []
         with self.store.transaction():
             for item in batch:
-                cursor = self.conn.execute(
-                    _INSERT,
-                    (
-                        item.system,
-                        item.route,
-                        item.kind,
-                        item.idempotency_key,
-                        _iso(item.received_at) if item.received_at else now,
-                        json.dumps(dict(item.headers or {})),
-                        item.body,
-                    ),
-                )
+                cursor = self.conn.execute(_INSERT, _insert_row(item, now))
                 if cursor.rowcount:
                     receipts.append(Receipt(int(cursor.lastrowid or 0), False))
                 else:
@@ -221,18 +223,7 @@ class Inbox:
         for item in batch:
             _check(item)
         now = _iso(utc_now())
-        rows = [
-            (
-                item.system,
-                item.route,
-                item.kind,
-                item.idempotency_key,
-                _iso(item.received_at) if item.received_at else now,
-                json.dumps(dict(item.headers or {})),
-                item.body,
-            )
-            for item in batch
-        ]
+        rows = [_insert_row(item, now) for item in batch]
         with self.store.transaction():
             before = self.conn.total_changes
             self.conn.executemany(_INSERT, rows)
