@@ -9,7 +9,6 @@ of query and body against the spec, and the operation itself in one transaction.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections import Counter
@@ -27,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from cogent_cli.klaviyo.spec import Operation, load_spec, match_operation, operations
+from cogent_cli.normalise import json_text
 from cogent_cli.sandbox import catalog, consent, events, jobs, profiles  # noqa: F401  (register their handlers)
 from cogent_cli.sandbox.calls import HANDLERS, Call
 from cogent_cli.sandbox.faults import Fault, FaultInjector, FaultSpec
@@ -101,7 +101,7 @@ async def _read_body(request: Request, operation: Operation) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError.one(413, f"The request body is {len(raw)} bytes; the limit is 5 MB.")
     try:
-        return json.loads(raw)
+        return json_text.loads(raw)
     except ValueError as exc:
         raise invalid(f"The request body is not valid JSON ({exc}).", pointer="/") from None
 

@@ -10,7 +10,7 @@ from cogent_cli.sandbox.calls import Call, handles, paginate
 from cogent_cli.sandbox.filters import COMPARATORS, sql_value
 from cogent_cli.sandbox.jsonapi import ApiError, invalid, json_response, not_found, now
 from cogent_cli.sandbox.resources import event_resource, metric_resource, profile_resource
-from cogent_cli.sandbox.store import scope_identifiers
+from cogent_cli.sandbox.store import EventChecks, scope_identifiers
 
 MAX_BULK_EVENTS = 1000
 METRICS_PAGE = 200
@@ -41,29 +41,29 @@ def bulk_create_events(call: Call) -> Response:
     # Who is who, for every profile the request names, in one lookup (taken before anything is written).
     identities = [scope_identifiers(data) for data in references]
     index = store.identity_index(identities)
-    current = now()
+    checks = EventChecks(now())
     # Everything is checked before anything is written: one bad event fails the whole request.
-    seen: dict[tuple[str, str, str], str] = {}
+    seen: dict[tuple[str, str, str], tuple[int, int]] = {}
     checked = []
     for i, entry in enumerate(entries):
         scope = store.dedupe_scope(references[i], identities[i], index)
         for j, event in enumerate(entry["attributes"]["events"]["data"]):
             attributes = event["attributes"]
-            moment = store.check_event(attributes, f"{base}/{i}/attributes/events/data/{j}/attributes", current)
+            moment = checks.check(attributes, f"{base}/{i}/attributes/events/data/{j}/attributes")
             unique_id = attributes.get("unique_id")
             if unique_id is not None:
                 key = (scope, attributes["metric"]["data"]["attributes"]["name"], unique_id)
-                pointer = f"{base}/{i}/attributes/events/data/{j}/attributes/unique_id"
-                if key in seen:
+                first = seen.setdefault(key, (i, j))
+                if first != (i, j):
                     raise invalid(
                         f"unique_id '{unique_id}' is repeated for the same profile and metric (first at "
-                        f"{seen[key]}); the request failed and no events were processed.",
-                        pointer=pointer,
+                        f"{base}/{first[0]}/attributes/events/data/{first[1]}/attributes/unique_id); "
+                        "the request failed and no events were processed.",
+                        pointer=f"{base}/{i}/attributes/events/data/{j}/attributes/unique_id",
                     )
-                seen[key] = pointer
             checked.append((i, attributes, moment))
     profiles = store.resolve_event_profiles(
-        references, [f"{base}/{i}/attributes/profile/data" for i in range(len(entries))], index
+        references, [f"{base}/{i}/attributes/profile/data" for i in range(len(entries))], identities, index
     )
     store.record_events([(profiles[i], attributes, moment) for i, attributes, moment in checked])
     return Response(status_code=202)

@@ -113,5 +113,8 @@ def iso(moment: datetime) -> str:
 
 def parse_datetime(text: str) -> datetime:
     """An RFC 3339 / ISO 8601 datetime; a naive one is taken as UTC."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = datetime.fromisoformat(text.replace("z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

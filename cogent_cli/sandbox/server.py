@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from cogent_cli.collector import fewer_collections
 from cogent_cli.errors import CogentError
 from cogent_cli.sandbox.app import DROP_CONNECTION, SandboxState, build_app, sandbox_state
 from cogent_cli.sandbox.faults import FaultSpec, parse_faults
@@ -174,6 +175,8 @@ def serve(
     if on_ready is not None:
         on_ready(base_url_for(host, sock.getsockname()[1]))
     try:
-        uvicorn.Server(_config(app, host, port, access_log)).run(sockets=[sock])
+        # This process does nothing but serve: what was loaded at start-up stays for its lifetime.
+        with fewer_collections():
+            uvicorn.Server(_config(app, host, port, access_log)).run(sockets=[sock])
     finally:
         sock.close()

@@ -49,9 +49,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ALNUM = string.ascii_letters + string.digits
 _ALNUM_BYTES = bytes(ord(_ALNUM[byte % len(_ALNUM)]) for byte in range(256))
-# RFC 4122 version 4: the version nibble is 4 and the variant bits are 10.
-_UUID_RANDOM = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
+_UUID_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+EVENT_ID_LENGTH = 16
 
 
 # Ids need to be unique, not secret; a seeded-from-urandom generator keeps bulk requests fast.
@@ -71,8 +70,18 @@ def new_short_id(length: int = 6) -> str:
 
 def new_uuid() -> str:
     """A random (version 4) UUID, as Klaviyo gives every event."""
-    text = f"{_ids.getrandbits(128) & _UUID_RANDOM | _UUID_V4:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return new_uuids(1)[0]
+
+
+def new_uuids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs from one draw of random bytes."""
+    digits = _ids.randbytes(16 * count).hex()
+    uuids = []
+    for start in range(0, 32 * count, 32):
+        t = digits[start : start + 32]
+        # RFC 4122 version 4: the version digit is 4 and the variant bits are 10.
+        uuids.append(f"{t[:8]}-{t[8:12]}-4{t[13:16]}-{_UUID_VARIANT[t[16]]}{t[17:20]}-{t[20:]}")
+    return uuids
 
 
 def duplicate_profile(existing_id: str, pointer: str = "/data/attributes") -> ApiError:
@@ -134,6 +143,11 @@ class SandboxStore:
     def __init__(self, path: Path, db: Database) -> None:
         self.path = path
         self.db = db
+        # Past every id already stored (the file outlives the process) and, for a fresh file, shaped
+        # by the clock so that ids look like any others.
+        last = db.conn.execute("select id from events order by rowid desc limit 1").fetchone()
+        after = int(last[0], 16) + 1 if last and len(last[0]) == EVENT_ID_LENGTH else 0
+        self._next_event = max(time.time_ns() // 1000, after)
 
     @classmethod
     def open(cls, data_dir: Path) -> SandboxStore:
@@ -341,34 +355,38 @@ class SandboxStore:
         return self.create_profile(attributes, attr_pointer, meta, identifiers=identifiers, holders=holders), True
 
     def resolve_event_profiles(
-        self, references: Sequence[Mapping[str, Any]], pointers: Sequence[str], index: dict[tuple[str, str], str]
+        self,
+        references: Sequence[Mapping[str, Any]],
+        pointers: Sequence[str],
+        identities: Sequence[Mapping[str, str]],
+        index: dict[tuple[str, str], str],
     ) -> list[str]:
         """The profile id of each profile reference of a bulk request, in order: what `resolve_profile`
         on each in turn would give.
 
-        `index` (an `identity_index` taken in this transaction before anything was written) answers
-        references that only carry identifiers, and learns the profiles created for them. The first
-        reference that would change a profile goes through `resolve_profile`; the index may be stale
-        from there on, so the rest do too.
+        `identities` are the references' `scope_identifiers` and `index` their `identity_index`, taken
+        in this transaction before anything was written. They answer references that only carry
+        identifiers (an invalid identifier matches no stored one, so it always reaches the checks
+        below), and the index learns the profiles created for them. The first reference that would
+        change a profile goes through `resolve_profile`; the index may be stale from there on, so the
+        rest do too.
         """
         found: list[str] = []
         trusted = True
-        for data, pointer in zip(references, pointers, strict=True):
-            attributes = data.get("attributes") or {}
+        for data, pointer, identity in zip(references, pointers, identities, strict=True):
             if trusted and _identifiers_only(data):
-                identifiers = self.identifiers_of(attributes, f"{pointer}/attributes")
-                holders = {name: index[(name, value)] for name, value in identifiers.items() if (name, value) in index}
-                if not holders:
+                owners = {index.get(item) for item in identity.items()}
+                if len(owners) == 1 and None not in owners:
+                    # Every identifier already belongs to this profile: nothing to change.
+                    found.append(owners.pop())
+                    continue
+                if owners == {None}:
+                    identifiers = self.identifiers_of(data["attributes"], f"{pointer}/attributes")
                     profile = self.create_profile(
-                        attributes, f"{pointer}/attributes", identifiers=identifiers, holders=holders
+                        data["attributes"], f"{pointer}/attributes", identifiers=identifiers, holders={}
                     )
                     index.update(((name, value), profile["id"]) for name, value in identifiers.items() if value)
                     found.append(profile["id"])
-                    continue
-                owners = set(holders.values())
-                if len(holders) == len(identifiers) and len(owners) == 1:
-                    # Every identifier already belongs to this profile: nothing to change.
-                    found.append(owners.pop())
                     continue
             trusted = False
             profile, _ = self.resolve_profile(data, pointer, meta=data.get("meta"))
@@ -449,42 +467,27 @@ class SandboxStore:
         """Klaviyo's limits beyond the schema; returns the event time (truncated to the second).
 
         `current` is the request's arrival time (now when not given)."""
-        current = now() if current is None else current
-        name = attributes["metric"]["data"]["attributes"]["name"]
-        if not name or len(name) >= 128:
-            raise invalid("Metric name must be 1 to 127 characters.", pointer=f"{pointer}/metric/data/attributes/name")
-        unique_id = attributes.get("unique_id")
-        if unique_id is not None and not 1 <= len(unique_id) <= MAX_UNIQUE_ID:
-            raise invalid(f"unique_id must be 1 to {MAX_UNIQUE_ID} characters.", pointer=f"{pointer}/unique_id")
-        if len(attributes.get("properties") or {}) > MAX_EVENT_PROPERTIES:
-            raise invalid(
-                f"An event may have at most {MAX_EVENT_PROPERTIES} properties.", pointer=f"{pointer}/properties"
-            )
-        moment = current if attributes.get("time") is None else parse_datetime(attributes["time"])
-        if moment.microsecond or moment.utcoffset():
-            moment = moment.astimezone(UTC).replace(microsecond=0)
-        if moment.year < 1990 or moment > current + timedelta(days=365):
-            raise invalid(
-                "The time must be after the year 1990 and can only be up to 1 year in the future.",
-                pointer=f"{pointer}/time",
-            )
-        return moment
+        return EventChecks(now() if current is None else current).check(attributes, pointer)
 
     def record_events(self, events: Sequence[tuple[str, Mapping[str, Any], datetime]]) -> int:
         """Store (profile id, event attributes, time) triples, each unless (profile, metric, unique_id) is
         already there. -> how many were stored (the rest were duplicates, dropped silently)."""
         metrics: dict[str, str] = {}
         received = iso(now())
+        ids = self._event_ids(len(events))
+        uuids = new_uuids(len(events))
         rows: list[tuple[Any, ...]] = []
-        for profile_id, attributes, moment in events:
+        append = rows.append
+        for index, (profile_id, attributes, moment) in enumerate(events):
             name = attributes["metric"]["data"]["attributes"]["name"]
             metric_id = metrics.get(name) or metrics.setdefault(name, self.metric_for(name)["id"])
             unique_id = attributes.get("unique_id")
             stamp = moment.isoformat()  # check_event gave it in UTC, to the second
-            rows.append(
+            properties = attributes.get("properties")
+            append(
                 (
-                    new_short_id(12),
-                    new_uuid(),
+                    ids[index],
+                    uuids[index],
                     metric_id,
                     name,
                     profile_id,
@@ -495,8 +498,8 @@ class SandboxStore:
                     int(moment.timestamp()),
                     attributes.get("value"),
                     attributes.get("value_currency"),
-                    to_json(attributes.get("properties") or {}).decode(),
-                    int(bool(attributes.get("backfill"))),
+                    to_json(properties).decode() if properties else "{}",
+                    1 if attributes.get("backfill") else 0,
                     received,
                 )
             )
@@ -519,6 +522,13 @@ class SandboxStore:
         )
         return stored
 
+    def _event_ids(self, count: int) -> list[str]:
+        """Fresh event ids, in the order they are made: the primary key index then grows at its end
+        instead of taking every insert at a random place (bulk requests write a thousand at a time)."""
+        first = self._next_event
+        self._next_event += count
+        return [f"{number:0{EVENT_ID_LENGTH}x}" for number in range(first, first + count)]
+
     @staticmethod
     def dedupe_scope(
         profile_data: Mapping[str, Any], identifiers: Mapping[str, str], index: Mapping[tuple[str, str], str]
@@ -532,6 +542,38 @@ class SandboxStore:
             if holder is not None:
                 return f"id:{holder}"
         return "new:" + json.dumps(identifiers, sort_keys=True)
+
+
+class EventChecks:
+    """Klaviyo's limits on an event beyond the schema, for the events of one request (arriving at `current`)."""
+
+    def __init__(self, current: datetime) -> None:
+        self.current = current
+        self.latest = current + timedelta(days=365)
+
+    def check(self, attributes: Mapping[str, Any], pointer: str) -> datetime:
+        """-> the event time, in UTC, truncated to the second."""
+        name = attributes["metric"]["data"]["attributes"]["name"]
+        if not name or len(name) >= 128:
+            raise invalid("Metric name must be 1 to 127 characters.", pointer=f"{pointer}/metric/data/attributes/name")
+        unique_id = attributes.get("unique_id")
+        if unique_id is not None and not 1 <= len(unique_id) <= MAX_UNIQUE_ID:
+            raise invalid(f"unique_id must be 1 to {MAX_UNIQUE_ID} characters.", pointer=f"{pointer}/unique_id")
+        properties = attributes.get("properties")
+        if properties and len(properties) > MAX_EVENT_PROPERTIES:
+            raise invalid(
+                f"An event may have at most {MAX_EVENT_PROPERTIES} properties.", pointer=f"{pointer}/properties"
+            )
+        text = attributes.get("time")
+        moment = self.current if text is None else parse_datetime(text)
+        if moment.microsecond or moment.utcoffset():
+            moment = moment.astimezone(UTC).replace(microsecond=0)
+        if moment.year < 1990 or moment > self.latest:
+            raise invalid(
+                "The time must be after the year 1990 and can only be up to 1 year in the future.",
+                pointer=f"{pointer}/time",
+            )
+        return moment
 
 
 def scope_identifiers(profile_data: Mapping[str, Any]) -> dict[str, str]:
