@@ -24,7 +24,6 @@ PROFILE_FIELDS = (
     *(name for name in PLAIN_FIELDS if name != "anonymous_id"),
     "created",
     "updated",
-    "last_event_date",
 )
 # Klaviyo's default method names for consent given through the API.
 CAN_RECEIVE_KEY = {
@@ -110,6 +109,7 @@ def profile_resource(
     store: SandboxStore, base_url: str, profile: dict[str, Any], *, subscriptions: bool = False
 ) -> dict[str, Any]:
     attributes: dict[str, Any] = {name: profile[name] for name in PROFILE_FIELDS}
+    attributes["last_event_date"] = store.last_event_date(profile["id"])
     location = _loads(profile["location"]) or {}
     attributes["location"] = {name: location.get(name) for name in LOCATION_FIELDS}
     attributes["properties"] = _loads(profile["properties"]) or {}

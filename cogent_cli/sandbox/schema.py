@@ -128,3 +128,10 @@ def m001_klaviyo(db: Database) -> None:
         pk="id",
     )
     db["back_in_stock_subscriptions"].create_index(["variant_id", "profile_id"], unique=True)
+
+
+@migrations()
+def m002_last_event_date_from_events(db: Database) -> None:
+    # A profile's last event date is read from its events (see `SandboxStore.last_event_date`), so bulk
+    # requests no longer update a thousand profile rows each.
+    db["profiles"].transform(drop={"last_event_date"})

@@ -33,7 +33,7 @@ from cogent_cli.state.store import write_transaction
 DB_FILE = "klaviyo.db"
 IDENTIFIERS = ("email", "phone_number", "external_id")
 PLAIN_FIELDS = ("anonymous_id", "first_name", "last_name", "organization", "locale", "title", "image")
-PROFILE_COLUMNS = ("id", *IDENTIFIERS, *PLAIN_FIELDS, "location", "properties", "created", "updated", "last_event_date")
+PROFILE_COLUMNS = ("id", *IDENTIFIERS, *PLAIN_FIELDS, "location", "properties", "created", "updated")
 MAX_UNIQUE_ID = 255
 MAX_EVENT_PROPERTIES = 400
 LOOKUP_CHUNK = 500
@@ -438,14 +438,12 @@ class SandboxStore:
             self.db.execute(f"update or ignore {table} set profile_id = ? where profile_id = ?", params)
             self.db.execute(f"delete from {table} where profile_id = ?", [source_id])
         self.db["profiles"].delete(source_id)
-        last_event = max(filter(None, [destination["last_event_date"], source["last_event_date"]]), default=None)
         self.db["profiles"].update(
             destination_id,
             {
                 **taken,
                 "properties": json.dumps(properties) if properties else None,
                 "location": json.dumps(location) if location else None,
-                "last_event_date": last_event,
                 "updated": iso(now()),
             },
         )
@@ -503,24 +501,20 @@ class SandboxStore:
                     received,
                 )
             )
-        latest: dict[str, str] = {}
         stored = 0
-        # One multi-row statement per chunk: RETURNING names exactly the events that were new.
+        # One multi-row statement per chunk; its change count leaves out the duplicates it ignored.
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = rows[start : start + INSERT_CHUNK]
             values = ", ".join([_EVENT_PLACEHOLDERS] * len(chunk))
-            for profile_id, stamp in self.db.conn.execute(
-                f"insert or ignore into events ({_EVENT_COLUMNS}) values {values} returning profile_id, time",
-                list(chain.from_iterable(chunk)),
-            ):
-                stored += 1
-                if stamp > latest.get(profile_id, ""):
-                    latest[profile_id] = stamp
-        self.db.conn.executemany(
-            "update profiles set last_event_date = ? where id = ? and (last_event_date is null or last_event_date < ?)",
-            [(stamp, profile_id, stamp) for profile_id, stamp in latest.items()],
-        )
+            stored += self.db.conn.execute(
+                f"insert or ignore into events ({_EVENT_COLUMNS}) values {values}", list(chain.from_iterable(chunk))
+            ).rowcount
         return stored
+
+    def last_event_date(self, profile_id: str) -> str | None:
+        """The time of the profile's latest event (Klaviyo's `last_event_date`)."""
+        (latest,) = self.db.conn.execute("select max(time) from events where profile_id = ?", [profile_id]).fetchone()
+        return latest
 
     def _event_ids(self, count: int) -> list[str]:
         """Fresh event ids, in the order they are made: the primary key index then grows at its end

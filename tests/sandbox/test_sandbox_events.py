@@ -115,7 +115,8 @@ def test_bulk_request_resolves_its_profiles_in_order_as_one_by_one_requests_woul
     assert owners["o-1"] == owners["o-2"] == owners["o-3"] == profiles["a@example.com"]["id"]
     assert owners["o-4"] == owners["v-0"] == profiles["known@example.com"]["id"]
     assert owners["o-5"] == profiles["b@example.com"]["id"]
-    assert profiles["a@example.com"]["last_event_date"] == "2026-07-20T12:00:00+00:00"
+    profile = api.get(f"/api/profiles/{profiles['a@example.com']['id']}").json()["data"]
+    assert profile["attributes"]["last_event_date"] == "2026-07-20T12:00:00+00:00"
 
 
 def test_bulk_request_with_a_repeated_unique_id_is_rejected_whole(

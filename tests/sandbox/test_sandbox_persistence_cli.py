@@ -36,6 +36,19 @@ def test_data_and_dedupe_survive_a_restart(tmp_path: Path, headers: dict[str, st
         ]
 
 
+def test_event_ids_made_after_a_restart_follow_the_stored_ones(tmp_path: Path, headers: dict[str, str], events) -> None:
+    data = tmp_path / "data"
+    _fill(data, headers, events)
+
+    with run_sandbox(data) as sandbox, httpx.Client(base_url=sandbox.base_url, headers=headers) as client:
+        before = [row["id"] for row in sandbox.db.query("select id from events order by rowid")]
+        client.post("/api/events", json=events("Placed Order", "o-2"))
+        (after,) = [row["id"] for row in sandbox.db.query("select id from events where unique_id = 'o-2'")]
+
+    assert before == sorted(before)
+    assert after > max(before)
+
+
 def test_data_file_is_private(tmp_path: Path, headers: dict[str, str], events) -> None:
     _fill(tmp_path / "data", headers, events)
 

@@ -231,7 +231,10 @@ def test_merge_keeps_the_destination_deletes_the_source_and_moves_its_events(
 ) -> None:
     destination = _create(api, profile, email="keep@example.com")
     source = _create(api, profile, phone_number="+15005550006", first_name="Sam")
-    api.post("/api/events", json=events(unique_id="o-1", profile={"phone_number": "+15005550006"}))
+    api.post(
+        "/api/events",
+        json=events(unique_id="o-1", profile={"phone_number": "+15005550006"}, time="2026-07-21T08:00:00+00:00"),
+    )
     api.post("/api/events", json=events(unique_id="o-2", profile={"email": "keep@example.com"}))
 
     body = {
@@ -248,6 +251,8 @@ def test_merge_keeps_the_destination_deletes_the_source_and_moves_its_events(
     assert api.get(f"/api/profiles/{source['id']}").status_code == 404
     kept = api.get(f"/api/profiles/{destination['id']}").json()["data"]["attributes"]
     assert (kept["email"], kept["phone_number"], kept["first_name"]) == ("keep@example.com", "+15005550006", "Sam")
+    # The source's later event is now the destination's last one.
+    assert kept["last_event_date"] == "2026-07-21T08:00:00+00:00"
     assert {row["profile_id"] for row in sandbox.db["events"].rows} == {destination["id"]}
     assert sandbox.db["events"].count == 2
 
