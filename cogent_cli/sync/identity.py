@@ -177,11 +177,11 @@ class IdentityResolver:
     async def _lookup(self, client: Any, missing: list[tuple[str, str, str]]) -> dict[str, str]:
         """Ask Klaviyo for every uncached key, 100 values per request, and learn every identifier
         of each profile found (so an email lookup also caches that profile's phone)."""
-        by_field: dict[str, list[str]] = {}
+        # Each field's distinct values in first-seen order (dict keys: a wave can hold tens of thousands).
+        unique: dict[str, dict[str, None]] = {}
         for _key, field_name, value in missing:
-            by_field.setdefault(field_name, [])
-            if value not in by_field[field_name]:
-                by_field[field_name].append(value)
+            unique.setdefault(field_name, {})[value] = None
+        by_field = {field_name: list(values) for field_name, values in unique.items()}
 
         async def page(field_name: str, values: list[str]) -> list[Any]:
             return [
