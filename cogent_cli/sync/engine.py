@@ -251,7 +251,8 @@ class Delivery:
         ]
         if exhausted:
             self._fail(exhausted, "rate_budget_exhausted", error)
-        again = [r for r in rows if r.id not in {e.id for e in exhausted}]
+        exhausted_ids = {r.id for r in exhausted}
+        again = [r for r in rows if r.id not in exhausted_ids]
         # `deferred` keeps them out of this run's later waves; the run (or the next) makes them pending.
         self.outbox.mark([r.id for r in again], "deferred", str(error))
         self.deferred.update(r.id for r in again)

@@ -24,6 +24,7 @@ from sqlite_utils import Database
 
 from cogent_cli.config import Config
 from cogent_cli.events import NormalisedEvent, parse_event
+from cogent_cli.normalise.json_text import loads as json_loads
 from cogent_cli.state import Store
 from cogent_cli.sync.exceptions import MappingError, RowRecord, now_iso, record_exception
 from cogent_cli.sync.lanes import UNSENT
@@ -75,7 +76,8 @@ class EnqueueSummary:
 # Not frozen: a frozen dataclass's __init__ costs several times more, and a run builds one per operation.
 @dataclass(slots=True)
 class OutboxRow(RowRecord):
-    CONVERT: ClassVar[Mapping[str, Callable[[Any], Any]]] = {"payload": json.loads, "backfill": bool}
+    # orjson (with json's tolerance): a wave decodes tens of thousands of payloads.
+    CONVERT: ClassVar[Mapping[str, Callable[[Any], Any]]] = {"payload": json_loads, "backfill": bool}
 
     id: int
     op_key: str
