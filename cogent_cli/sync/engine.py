@@ -55,7 +55,7 @@ from cogent_cli.klaviyo.models import (
 from cogent_cli.state import Store
 from cogent_cli.sync import lock
 from cogent_cli.sync.exceptions import MappingError, now_iso
-from cogent_cli.sync.identity import IDENTIFIER_FIELDS, Identity, IdentityResolver, Resolution
+from cogent_cli.sync.identity import IDENTIFIER_FIELDS, IdentityResolver, Resolution
 from cogent_cli.sync.lanes import LANE_NAMES
 from cogent_cli.sync.mapping import Mapper
 from cogent_cli.sync.outbox import EnqueueSummary, Outbox, OutboxRow
@@ -316,7 +316,7 @@ class Delivery:
     # -- identity ----------------------------------------------------------------------------------
 
     async def _resolve(self, rows: list[OutboxRow]) -> dict[int, Resolution] | None:
-        identities = {row.id: Identity.from_json(row.payload.get("profile") or {}) for row in rows}
+        identities = {row.id: self.resolver.identity(row.payload.get("profile") or {}) for row in rows}
         try:
             resolved = await self.resolver.resolve(self.client, identities.values())
         except (ThrottledError, TransientError) as exc:

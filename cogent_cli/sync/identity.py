@@ -145,6 +145,17 @@ class IdentityResolver:
         self._absent: set[str] = set()
         # Waves overlap: one resolves at a time, so a key is never looked up twice at once.
         self._resolving = asyncio.Lock()
+        # One Identity per customer for the run: a wave repeats customers, and equal identities that
+        # are the same object cost no field-by-field comparison in the resolution's dicts.
+        self._identities: dict[tuple[tuple[str, str], ...], Identity] = {}
+
+    def identity(self, profile: dict[str, str]) -> Identity:
+        """The Identity of an operation's stored `profile` (as `Identity.to_json` wrote it)."""
+        key = tuple(profile.items())
+        found = self._identities.get(key)
+        if found is None:
+            found = self._identities[key] = Identity.from_json(profile)
+        return found
 
     def cached(self, keys: Iterable[str]) -> dict[str, str]:
         found: dict[str, str] = {}
