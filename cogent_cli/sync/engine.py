@@ -55,7 +55,7 @@ from cogent_cli.klaviyo.models import (
 from cogent_cli.state import Store
 from cogent_cli.sync import lock
 from cogent_cli.sync.exceptions import MappingError, now_iso
-from cogent_cli.sync.identity import IDENTIFIER_FIELDS, Identity, IdentityResolver, Resolution
+from cogent_cli.sync.identity import IDENTIFIER_FIELDS, IdentityResolver, Resolution
 from cogent_cli.sync.lanes import LANE_NAMES
 from cogent_cli.sync.mapping import Mapper
 from cogent_cli.sync.outbox import EnqueueSummary, Outbox, OutboxRow
@@ -251,7 +251,8 @@ class Delivery:
         ]
         if exhausted:
             self._fail(exhausted, "rate_budget_exhausted", error)
-        again = [r for r in rows if r.id not in {e.id for e in exhausted}]
+        exhausted_ids = {r.id for r in exhausted}
+        again = [r for r in rows if r.id not in exhausted_ids]
         # `deferred` keeps them out of this run's later waves; the run (or the next) makes them pending.
         self.outbox.mark([r.id for r in again], "deferred", str(error))
         self.deferred.update(r.id for r in again)
@@ -315,7 +316,7 @@ class Delivery:
     # -- identity ----------------------------------------------------------------------------------
 
     async def _resolve(self, rows: list[OutboxRow]) -> dict[int, Resolution] | None:
-        identities = {row.id: Identity.from_json(row.payload.get("profile") or {}) for row in rows}
+        identities = {row.id: self.resolver.identity(row.payload.get("profile") or {}) for row in rows}
         try:
             resolved = await self.resolver.resolve(self.client, identities.values())
         except (ThrottledError, TransientError) as exc:

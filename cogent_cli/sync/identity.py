@@ -145,6 +145,17 @@ class IdentityResolver:
         self._absent: set[str] = set()
         # Waves overlap: one resolves at a time, so a key is never looked up twice at once.
         self._resolving = asyncio.Lock()
+        # One Identity per customer for the run: a wave repeats customers, and equal identities that
+        # are the same object cost no field-by-field comparison in the resolution's dicts.
+        self._identities: dict[tuple[tuple[str, str], ...], Identity] = {}
+
+    def identity(self, profile: dict[str, str]) -> Identity:
+        """The Identity of an operation's stored `profile` (as `Identity.to_json` wrote it)."""
+        key = tuple(profile.items())
+        found = self._identities.get(key)
+        if found is None:
+            found = self._identities[key] = Identity.from_json(profile)
+        return found
 
     def cached(self, keys: Iterable[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -177,11 +188,11 @@ class IdentityResolver:
     async def _lookup(self, client: Any, missing: list[tuple[str, str, str]]) -> dict[str, str]:
         """Ask Klaviyo for every uncached key, 100 values per request, and learn every identifier
         of each profile found (so an email lookup also caches that profile's phone)."""
-        by_field: dict[str, list[str]] = {}
+        # Each field's distinct values in first-seen order (dict keys: a wave can hold tens of thousands).
+        unique: dict[str, dict[str, None]] = {}
         for _key, field_name, value in missing:
-            by_field.setdefault(field_name, [])
-            if value not in by_field[field_name]:
-                by_field[field_name].append(value)
+            unique.setdefault(field_name, {})[value] = None
+        by_field = {field_name: list(values) for field_name, values in unique.items()}
 
         async def page(field_name: str, values: list[str]) -> list[Any]:
             return [
