@@ -9,19 +9,19 @@ Each batch's outcome is committed as soon as it is known.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import os
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cogent_cli.collector import fewer_collections
 from cogent_cli.config import Config
 from cogent_cli.credentials import Credentials
 from cogent_cli.errors import CogentError, ExitStatus, LockHeldError
@@ -67,8 +67,6 @@ log = logging.getLogger(__name__)
 BATCH = {"event": 1000, "profile": 1000, "catalog": 100, "subscribe": 1000, "unsubscribe": 100}
 # The next wave is claimed and built while the one before is still being sent.
 WAVES_IN_FLIGHT = 2
-# Young objects allocated between collections during a run (Python's default is 700).
-GC_YOUNG_THRESHOLD = 50_000
 # Polling a profile import job: first wait, longest wait, and when to give up for this run (seconds).
 IMPORT_POLL_FIRST, IMPORT_POLL_MAX, IMPORT_POLL_LIMIT = 0.1, 10.0, 900.0
 
@@ -691,21 +689,6 @@ def _waiting(store: Store, source: str | None, hold_minutes: float) -> tuple[int
     return pending, held
 
 
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """A run allocates millions of short-lived objects (parsed events, payloads, requests); with the
-    default thresholds the collector keeps re-walking every long-lived object (modules, pydantic
-    schemas, caches). Those are set aside for the run and young objects are collected less often."""
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-
-
 def run_sync(
     workspace: Workspace,
     options: SyncOptions,
@@ -720,7 +703,7 @@ def run_sync(
     own_store = store is None
     store = store or workspace.store()
     try:
-        with _fewer_collections():
+        with fewer_collections():
             return _locked_run(workspace.config, store, options, client_factory, progress)
     finally:
         if own_store:
