@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from cogent_cli.events import CustomerRef, NormalisedEvent, OrderRef, Parcel, ParcelItem, ShipMethod
 from cogent_cli.normalise import json_text
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from cogent_cli.normalise.base import NormaliseContext
 
 Granularity = Literal["parcel", "shipment"]
+# A shipment's parcels as `shipments.body` keeps them, encoded and decoded in one call each.
+_PARCELS: TypeAdapter[list[Parcel]] = TypeAdapter(list[Parcel])
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ class Shipments:
             granularity=row[1],
             fingerprint=row[2],
             event_id=row[3],
-            parcels=[Parcel.model_validate(p) for p in body["parcels"]],
+            parcels=_PARCELS.validate_python(body["parcels"]),
             items={sku: int(qty) for sku, qty in body["items"].items()},
         )
 
@@ -233,10 +235,10 @@ class Shipments:
             "site": site,
             "parcels": parcel_list,
             "tracking_granularity": granularity,
-            "items": [ParcelItem(sku=sku, quantity=qty) for sku, qty in sorted(contents.items())],
+            "items": _item_list(sorted(contents.items())),
         }
         if position is not None and position.known:
-            data["pending_items"] = [ParcelItem(sku=sku, quantity=qty) for sku, qty in position.remaining.items()]
+            data["pending_items"] = _item_list(position.remaining.items())
         if supersedes:
             data["supersedes"] = supersedes
         event = ctx.event(
@@ -251,10 +253,8 @@ class Shipments:
             confidence=confidence,
             sequence=sequence,
         )
-        body = {
-            "parcels": [p.model_dump(mode="json", exclude_none=True) for p in parcel_list],
-            "items": contents,
-        }
+        parcels_json = _PARCELS.dump_json(parcel_list, exclude_none=True).decode()
+        body = f'{{"parcels":{parcels_json},"items":{json_text.dumps(contents)}}}'
         ctx.conn.execute(
             "INSERT INTO shipments (system, shipment_id, order_number, despatched_at, granularity, fingerprint,"
             " event_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (system, shipment_id) DO UPDATE SET"
@@ -269,7 +269,7 @@ class Shipments:
                 granularity,
                 fingerprint,
                 event.event_id,
-                json_text.dumps(body),
+                body,
             ),
         )
         for parcel in parcel_list:
@@ -290,6 +290,11 @@ class Shipments:
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(self.ctx.system, shipment_id, order_number, sku, qty, at) for sku, qty in items.items()],
         )
+
+
+def _item_list(quantities: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
+    # Plain dicts: the event model validates them in one pass, much faster than a ParcelItem each.
+    return [{"sku": sku, "quantity": qty} for sku, qty in quantities]
 
 
 def _merge_despatch_parcel(previous: Sequence[Parcel], new: Sequence[Parcel], items: Mapping[str, int]) -> Parcel:

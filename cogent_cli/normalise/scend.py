@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from cogent_cli.config import SCEND_FIELDS, Config, ScendSettings
-from cogent_cli.events import NormalisedEvent, Parcel, ParcelItem, ShipMethod
+from cogent_cli.events import NormalisedEvent, ShipMethod
 from cogent_cli.normalise.base import (
     NormaliseContext,
     NormaliseError,
@@ -190,10 +190,10 @@ def build_despatch(rows: Sequence[DespatchRow], ctx: NormaliseContext) -> Iterat
         shipment_id=first.despatch_id,
         despatched_at=min(row.despatched_at for row in rows),
         parcels=[
-            Parcel(
+            {
                 **_present({k: v for k, v in parcel.items() if k != "items"}),
-                items=[ParcelItem(sku=sku, quantity=qty) for sku, qty in parcel["items"].items()],
-            )
+                "items": [{"sku": sku, "quantity": qty} for sku, qty in parcel["items"].items()],
+            }
             for parcel in parcels.values()
         ],
         granularity="parcel",
