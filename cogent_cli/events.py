@@ -7,6 +7,7 @@ so the same fact always gets the same id and, later, the same Klaviyo `unique_id
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,7 +20,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainSerializer,
     TypeAdapter,
 )
 
@@ -50,13 +50,9 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _format_utc(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value.microsecond else value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-UtcDatetime = Annotated[
-    AwareDatetime, AfterValidator(_to_utc), PlainSerializer(_format_utc, return_type=str, when_used="json")
-]
+# pydantic-core writes a UTC time as 2026-07-01T03:04:00Z (microseconds only when present) without
+# calling back into Python, which matters with two or three times in every event.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 @cache
@@ -76,9 +72,18 @@ CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_iso_
 Quantity = Annotated[int, Field(ge=0)]
 
 
+_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
+
+
 def derive_event_id(system: str, tenant: str, dedupe_key: str) -> str:
-    """Deterministic id of a fact: uuid5 over system, tenant and the source's dedupe key."""
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{system}|{tenant}|{dedupe_key}"))
+    """Deterministic id of a fact: uuid5 over system, tenant and the source's dedupe key.
+
+    Spelt out rather than `str(uuid.uuid5(...))`, which builds a UUID object per event; the text is the same."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{system}|{tenant}|{dedupe_key}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class Model(BaseModel):

@@ -33,6 +33,7 @@ from cogent_cli.normalise.base import (
     load_normalisers,
     tenant_for,
 )
+from cogent_cli.normalise.ledger import ShipmentWrites
 from cogent_cli.state import Store
 
 log = logging.getLogger(__name__)
@@ -461,6 +462,7 @@ class _Batch:
         self.event_rows: list[tuple[Any, ...]] = []
         self.contexts: dict[tuple[Any, ...], NormaliseContext] = {}
         self.ship_methods = ShipMethodsSeen()
+        self.shipment_writes = ShipmentWrites()
 
     def context(self, row: tuple[Any, ...]) -> NormaliseContext:
         """The context of a row; rows delivered alike share one (it is only valid during the call)."""
@@ -480,6 +482,7 @@ class _Batch:
                 tenant=self.tenants[system],
                 headers=json.loads(headers or "{}"),
                 ship_methods=self.ship_methods,
+                shipment_writes=self.shipment_writes,
             )
         ctx.inbox_id = row_id
         return ctx
@@ -548,10 +551,12 @@ class _Batch:
         except NormaliseError as exc:
             self.conn.execute("ROLLBACK TO record")
             self.conn.execute("RELEASE record")
+            self.shipment_writes.drop_unit()
             for row in rows:
                 self.quarantine(row, exc)
             return
         self.conn.execute("RELEASE record")
+        self.shipment_writes.keep_unit()
         for row in rows:
             self.summary.normalised += 1
             self.done.append(("normalised", None, self.now, row[0]))
@@ -598,6 +603,7 @@ class _Batch:
         )
         written = self.conn.total_changes - before
         self.ship_methods.flush(self.conn)
+        self.shipment_writes.flush(self.conn)
         self.summary.events_written += written
         self.summary.events_duplicate += len(self.event_rows) - written
         if stored is None:

@@ -72,11 +72,11 @@ from cogent_cli.events import (
     Transport,
     make_event,
 )
+from cogent_cli.normalise.ledger import OrderLedger, Shipments, ShipmentWrites
 
 if TYPE_CHECKING:
     from sqlite3 import Connection
 
-    from cogent_cli.normalise.ledger import OrderLedger, Shipments
     from cogent_cli.normalise.stock import StockBook
 
 Record = dict[str, Any]
@@ -306,6 +306,7 @@ class NormaliseContext:
     headers: Mapping[str, str] = field(default_factory=dict)
     # Shared by the contexts of one run and written when the run's batch commits.
     ship_methods: ShipMethodsSeen = field(default_factory=lambda: ShipMethodsSeen())
+    shipment_writes: ShipmentWrites = field(default_factory=ShipmentWrites)
 
     def header(self, name: str) -> str | None:
         """A delivery header, matched without regard to case."""
@@ -313,11 +314,10 @@ class NormaliseContext:
         return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
 
     def __post_init__(self) -> None:
-        from cogent_cli.normalise.ledger import OrderLedger, Shipments
         from cogent_cli.normalise.stock import StockBook
 
         self.tenant = self.tenant or tenant_for(self.config, self.system)
-        self.ledger: OrderLedger = OrderLedger(self.conn)
+        self.ledger: OrderLedger = OrderLedger(self.conn, self.shipment_writes)
         self.shipments: Shipments = Shipments(self)
         self.stock: StockBook = StockBook(self)
 

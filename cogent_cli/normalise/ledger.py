@@ -11,12 +11,12 @@ one (package-level tracking, more items, changed tracking) yields a new event wi
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from cogent_cli.events import CustomerRef, NormalisedEvent, OrderRef, Parcel, ParcelItem, ShipMethod
 from cogent_cli.normalise import json_text
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from cogent_cli.normalise.base import NormaliseContext
 
 Granularity = Literal["parcel", "shipment"]
+# A shipment's parcels as `shipments.body` keeps them, encoded and decoded in one call each.
+_PARCELS: TypeAdapter[list[Parcel]] = TypeAdapter(list[Parcel])
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,10 @@ class LedgerPosition:
 
 
 class OrderLedger:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, staged: ShipmentWrites | None = None) -> None:
         self.conn = conn
+        # Shipments of the current run not written yet, counted as if they were.
+        self.staged = staged or ShipmentWrites()
 
     def record_order(
         self, order_number: str, lines: Mapping[str, int], *, system: str, at: datetime, replace: bool = True
@@ -71,12 +75,20 @@ class OrderLedger:
         return dict(rows.fetchall())
 
     def despatched(self, order_number: str, until: str | None = None) -> dict[str, int]:
-        sql = "SELECT sku, sum(quantity) FROM shipment_items WHERE order_number = ?"
+        sql = "SELECT system, shipment_id, sku, quantity FROM shipment_items WHERE order_number = ?"
         params: list[Any] = [order_number]
         if until is not None:
             sql += " AND despatched_at <= ?"
             params.append(until)
-        return dict(self.conn.execute(sql + " GROUP BY sku", params).fetchall())
+        totals: dict[str, int] = {}
+        for system, shipment_id, sku, quantity in self.conn.execute(sql, params):
+            if self.staged.get((system, shipment_id)) is None:  # else restaged: counted below
+                totals[sku] = totals.get(sku, 0) + quantity
+        for shipment in self.staged.of_order(order_number):
+            if until is None or shipment.despatched_at <= until:
+                for sku, quantity in shipment.items.items():
+                    totals[sku] = totals.get(sku, 0) + quantity
+        return totals
 
     def position(self, order_number: str, until: str | None = None) -> LedgerPosition:
         ordered = self.ordered(order_number)
@@ -136,6 +148,99 @@ class KnownShipment:
     items: dict[str, int]
 
 
+@dataclass
+class StagedShipment:
+    """A shipment announced in this run, written when the run's batch commits."""
+
+    order_number: str | None
+    despatched_at: str
+    items: dict[str, int]
+    # Whether `shipment_items` holds an earlier version, to be deleted first.
+    replaces_stored: bool
+    known: KnownShipment | None = None  # set once its event is built
+
+
+ShipmentKey = tuple[str, str]  # (system, shipment_id)
+
+
+class ShipmentWrites:
+    """Shipments announced during a normalisation run, written to `shipments` and `shipment_items` with
+    a few statements per batch instead of several per shipment; lookups see them before they are written.
+
+    The shipments of the unit being normalised (a record or a group) are staged apart: `keep_unit` adds
+    them to the batch once the unit's events are written, `drop_unit` forgets them when it is quarantined
+    (its savepoint rolls back what it wrote directly)."""
+
+    def __init__(self) -> None:
+        self.batch: dict[ShipmentKey, StagedShipment] = {}
+        self.unit: dict[ShipmentKey, StagedShipment] = {}
+        self.by_order: dict[str, set[ShipmentKey]] = {}
+
+    def get(self, key: ShipmentKey) -> StagedShipment | None:
+        return self.unit.get(key) or self.batch.get(key)
+
+    def stage(self, key: ShipmentKey, shipment: StagedShipment) -> StagedShipment:
+        self.unit[key] = shipment
+        if shipment.order_number:
+            self.by_order.setdefault(shipment.order_number, set()).add(key)
+        return shipment
+
+    def of_order(self, order_number: str) -> Iterator[StagedShipment]:
+        for key in self.by_order.get(order_number, ()):
+            shipment = self.get(key)
+            if shipment is not None and shipment.order_number == order_number:
+                yield shipment
+
+    def keep_unit(self) -> None:
+        self.batch.update(self.unit)
+        self.unit.clear()
+
+    def drop_unit(self) -> None:
+        self.unit.clear()
+
+    def flush(self, conn: Connection) -> None:
+        self.keep_unit()
+        conn.executemany(
+            "DELETE FROM shipment_items WHERE system = ? AND shipment_id = ?",
+            [key for key, shipment in self.batch.items() if shipment.replaces_stored],
+        )
+        conn.executemany(
+            "INSERT INTO shipment_items (system, shipment_id, order_number, sku, quantity, despatched_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (*key, shipment.order_number, sku, quantity, shipment.despatched_at)
+                for key, shipment in self.batch.items()
+                for sku, quantity in shipment.items.items()
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO shipments (system, shipment_id, order_number, despatched_at, granularity, fingerprint,"
+            " event_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (system, shipment_id) DO UPDATE SET"
+            " order_number = excluded.order_number, despatched_at = excluded.despatched_at,"
+            " granularity = excluded.granularity, fingerprint = excluded.fingerprint,"
+            " event_id = excluded.event_id, body = excluded.body",
+            [_shipment_row(key, shipment) for key, shipment in self.batch.items()],
+        )
+        self.batch.clear()
+        self.by_order.clear()
+
+
+def _shipment_row(key: ShipmentKey, shipment: StagedShipment) -> tuple[Any, ...]:
+    known = shipment.known
+    assert known is not None, "a kept shipment has its event"
+    parcels = _PARCELS.dump_json(known.parcels, exclude_none=True).decode()
+    body = f'{{"parcels":{parcels},"items":{json_text.dumps(known.items)}}}'
+    return (
+        *key,
+        known.order_number,
+        shipment.despatched_at,
+        known.granularity,
+        known.fingerprint,
+        known.event_id,
+        body,
+    )
+
+
 class Shipments:
     """Turns shipments into `shipment.despatched` events, once per distinct picture of each shipment."""
 
@@ -143,6 +248,9 @@ class Shipments:
         self.ctx = ctx
 
     def known(self, shipment_id: str) -> KnownShipment | None:
+        staged = self.ctx.shipment_writes.get((self.ctx.system, shipment_id))
+        if staged is not None:
+            return staged.known
         row = self.ctx.conn.execute(
             "SELECT order_number, granularity, fingerprint, event_id, body FROM shipments"
             " WHERE system = ? AND shipment_id = ?",
@@ -156,7 +264,7 @@ class Shipments:
             granularity=row[1],
             fingerprint=row[2],
             event_id=row[3],
-            parcels=[Parcel.model_validate(p) for p in body["parcels"]],
+            parcels=_PARCELS.validate_python(body["parcels"]),
             items={sku: int(qty) for sku, qty in body["items"].items()},
         )
 
@@ -220,7 +328,17 @@ class Shipments:
                 return None
             dedupe_key = f"{dedupe_key}|v:{fingerprint[:16]}"
         despatched = despatched_at.isoformat()
-        self._store_items(shipment_id, order_number, contents, despatched, replace=previous is not None)
+        key = (ctx.system, shipment_id)
+        restaged = ctx.shipment_writes.get(key)
+        staged = ctx.shipment_writes.stage(
+            key,
+            StagedShipment(
+                order_number,
+                despatched,
+                contents,
+                replaces_stored=restaged.replaces_stored if restaged else previous is not None,
+            ),
+        )
         position = ctx.ledger.position(order_number, despatched) if order_number else None
         is_final: bool | None = final
         if is_final is None and position is not None and position.known:
@@ -233,10 +351,10 @@ class Shipments:
             "site": site,
             "parcels": parcel_list,
             "tracking_granularity": granularity,
-            "items": [ParcelItem(sku=sku, quantity=qty) for sku, qty in sorted(contents.items())],
+            "items": _item_list(sorted(contents.items())),
         }
         if position is not None and position.known:
-            data["pending_items"] = [ParcelItem(sku=sku, quantity=qty) for sku, qty in position.remaining.items()]
+            data["pending_items"] = _item_list(position.remaining.items())
         if supersedes:
             data["supersedes"] = supersedes
         event = ctx.event(
@@ -251,45 +369,16 @@ class Shipments:
             confidence=confidence,
             sequence=sequence,
         )
-        body = {
-            "parcels": [p.model_dump(mode="json", exclude_none=True) for p in parcel_list],
-            "items": contents,
-        }
-        ctx.conn.execute(
-            "INSERT INTO shipments (system, shipment_id, order_number, despatched_at, granularity, fingerprint,"
-            " event_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (system, shipment_id) DO UPDATE SET"
-            " order_number = excluded.order_number, despatched_at = excluded.despatched_at,"
-            " granularity = excluded.granularity, fingerprint = excluded.fingerprint,"
-            " event_id = excluded.event_id, body = excluded.body",
-            (
-                ctx.system,
-                shipment_id,
-                order_number,
-                despatched,
-                granularity,
-                fingerprint,
-                event.event_id,
-                json_text.dumps(body),
-            ),
-        )
+        staged.known = KnownShipment(order_number, granularity, fingerprint, event.event_id, parcel_list, contents)
         for parcel in parcel_list:
             if parcel.ship_method is not None:
                 ctx.ship_method(parcel.ship_method, event.event_id)
         return event
 
-    def _store_items(
-        self, shipment_id: str, order_number: str | None, items: Mapping[str, int], at: str, replace: bool
-    ) -> None:
-        conn = self.ctx.conn
-        if replace:
-            conn.execute(
-                "DELETE FROM shipment_items WHERE system = ? AND shipment_id = ?", (self.ctx.system, shipment_id)
-            )
-        conn.executemany(
-            "INSERT INTO shipment_items (system, shipment_id, order_number, sku, quantity, despatched_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [(self.ctx.system, shipment_id, order_number, sku, qty, at) for sku, qty in items.items()],
-        )
+
+def _item_list(quantities: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
+    # Plain dicts: the event model validates them in one pass, much faster than a ParcelItem each.
+    return [{"sku": sku, "quantity": qty} for sku, qty in quantities]
 
 
 def _merge_despatch_parcel(previous: Sequence[Parcel], new: Sequence[Parcel], items: Mapping[str, int]) -> Parcel:

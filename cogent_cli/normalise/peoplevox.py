@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from cogent_cli.config import Config, PeoplevoxSettings
-from cogent_cli.events import Money, NormalisedEvent, Parcel, ParcelItem, ShipMethod
+from cogent_cli.events import Money, NormalisedEvent, Parcel, ShipMethod
 from cogent_cli.normalise.base import (
     NormaliseContext,
     NormaliseError,
@@ -163,11 +163,11 @@ def build_despatch(lines: Sequence[DespatchLine], ctx: NormaliseContext) -> Iter
     for line in lines:
         items[line.sku] = items.get(line.sku, 0) + line.quantity
     tracking = next((line.tracking_number for line in lines if line.tracking_number), None)
-    parcel = Parcel(
-        tracking_number=tracking,
-        ship_method=first.ship_method,
-        items=[ParcelItem(sku=sku, quantity=qty) for sku, qty in items.items()],
-    )
+    parcel = {
+        "tracking_number": tracking,
+        "ship_method": first.ship_method,
+        "items": [{"sku": sku, "quantity": qty} for sku, qty in items.items()],
+    }
     event = ctx.shipments.despatch(
         shipment_id=first.despatch_number,
         despatched_at=min(line.despatched_at for line in lines),

@@ -22,12 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from cogent_cli.config import SCEND_FIELDS, Config, ScendSettings
-from cogent_cli.events import NormalisedEvent, Parcel, ParcelItem, ShipMethod
+from cogent_cli.events import NormalisedEvent, ShipMethod
 from cogent_cli.normalise.base import (
     NormaliseContext,
     NormaliseError,
@@ -156,14 +156,21 @@ def parse_despatch(record: Record, ctx: NormaliseContext, renamed: bool = True) 
         ),
         tracking_number=f.text("tracking_number"),
         tracking_url=f.text("tracking_url"),
-        sku=f.required("sku"),
-        quantity=f.integer("qty_despatched", minimum=1),
-        ordered=f.optional_integer("qty_ordered"),
+        **_despatch_line(f),
         final=f.boolean("is_final_despatch"),
         site=f.text("site_code"),
         email=f.text("customer_email"),
         client=f.text("client_code"),
     )
+
+
+def _despatch_line(f: Fields) -> dict[str, Any]:
+    """The fields of a despatch row that are the line's own (the others are the despatch's or the parcel's)."""
+    return {
+        "sku": f.required("sku"),
+        "quantity": f.integer("qty_despatched", minimum=1),
+        "ordered": f.optional_integer("qty_ordered"),
+    }
 
 
 def build_despatch(rows: Sequence[DespatchRow], ctx: NormaliseContext) -> Iterator[NormalisedEvent]:
@@ -190,10 +197,10 @@ def build_despatch(rows: Sequence[DespatchRow], ctx: NormaliseContext) -> Iterat
         shipment_id=first.despatch_id,
         despatched_at=min(row.despatched_at for row in rows),
         parcels=[
-            Parcel(
+            {
                 **_present({k: v for k, v in parcel.items() if k != "items"}),
-                items=[ParcelItem(sku=sku, quantity=qty) for sku, qty in parcel["items"].items()],
-            )
+                "items": [{"sku": sku, "quantity": qty} for sku, qty in parcel["items"].items()],
+            }
             for parcel in parcels.values()
         ],
         granularity="parcel",
@@ -474,7 +481,13 @@ def webhook_despatch(record: Record, ctx: NormaliseContext) -> Iterator[Normalis
     top = _scalars(record)
     for index, parcel in enumerate(_list(record, "parcels")):
         carrier, service = _object(parcel, "carrier"), _object(parcel, "service")
+        first: DespatchRow | None = None
         for item in _list(parcel, "items"):
+            line = {"sku": item.get("sku"), "qty_despatched": item.get("qty"), "qty_ordered": item.get("qty_ordered")}
+            if first is not None:
+                # The body's and the parcel's fields were read with the parcel's first item.
+                rows.append(replace(first, **_despatch_line(Fields(line, ctx, "despatches", renamed=False))))
+                continue
             flat = {
                 **top,
                 "despatched_at": record.get("occurred_at"),
@@ -486,11 +499,10 @@ def webhook_despatch(record: Record, ctx: NormaliseContext) -> Iterator[Normalis
                 "service_name": service.get("name"),
                 "tracking_number": parcel.get("tracking_number"),
                 "tracking_url": parcel.get("tracking_url"),
-                "sku": item.get("sku"),
-                "qty_despatched": item.get("qty"),
-                "qty_ordered": item.get("qty_ordered"),
+                **line,
             }
-            rows.append(parse_despatch(flat, ctx, renamed=False))
+            first = parse_despatch(flat, ctx, renamed=False)
+            rows.append(first)
     return build_despatch(rows, ctx)
 
 

@@ -191,3 +191,23 @@ def test_any_refund_round_trips_through_json(system: str, tenant: str, key: str,
 
     assert again == event
     assert again.event_id == derive_event_id(system, tenant, key)
+
+
+@given(system=st.text(max_size=12), tenant=st.text(max_size=20), key=st.text(max_size=60))
+def test_event_id_is_the_uuid5_of_system_tenant_and_dedupe_key(system: str, tenant: str, key: str):
+    assert derive_event_id(system, tenant, key) == str(uuid.uuid5(EVENT_NAMESPACE, f"{system}|{tenant}|{key}"))
+
+
+@given(when=st.datetimes(min_value=datetime(1000, 1, 1), timezones=st.just(UTC)))
+def test_event_times_are_written_as_utc_with_microseconds_only_when_present(when: datetime):
+    pattern = "%Y-%m-%dT%H:%M:%S.%fZ" if when.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    event = make_event(
+        "order.cancelled",
+        source=Source(system="scend", tenant="t", transport="file", dedupe_key="k"),
+        occurred_at=when,
+        received_at=when,
+        data={"scope": "full"},
+    )
+
+    assert dump_event(event)["occurred_at"] == when.strftime(pattern)
+    assert parse_event(event.model_dump_json(exclude_unset=True)) == event

@@ -140,3 +140,34 @@ def test_normalising_twice_writes_nothing_new(workspace: Workspace) -> None:
     inbox.retry([row])
     summary = inbox.normalise_pending(workspace.config)
     assert (summary.events_written, summary.events_duplicate) == (0, 1)
+
+
+def test_a_quarantined_record_leaves_no_trace_of_the_shipment_it_announced(workspace: Workspace) -> None:
+    @register("swap", "test_shipment")
+    def shipment(record: Record, ctx: NormaliseContext):
+        yield ctx.shipments.despatch(
+            shipment_id="S1",
+            despatched_at=datetime(2025, 5, 1, 9, tzinfo=UTC),
+            parcels=[{"tracking_number": record["tracking"], "items": [{"sku": "A", "quantity": 1}]}],
+            granularity="shipment",
+            dedupe_key=f"S1|{record['tracking']}",
+            order_number="SO-1",
+        )
+        if record.get("fail"):
+            raise NormaliseError("fail", True, "the record goes wrong after announcing its shipment")
+
+    try:
+        store = workspace.store()
+        inbox = Inbox(store)
+        bad = inbox.receive("swap", "webhook", "test_shipment", "a", '{"tracking": "T1", "fail": true}').id
+        inbox.receive("swap", "webhook", "test_shipment", "b", '{"tracking": "T2"}')
+        summary = inbox.normalise_pending(workspace.config)
+    finally:
+        base._REGISTRY.pop(("swap", "test_shipment"), None)
+    assert (summary.quarantined_ids, summary.events_written) == ([bad], 1)
+    [event] = [parse_event(r["body"]) for r in store.db.query("select body from events")]
+    # The shipment is new, not an upgrade of the quarantined record's version of it.
+    assert (event.data.parcels[0].tracking_number, event.data.supersedes) == ("T2", None)
+    stored = store.db.execute("select event_id from shipments").fetchall()
+    items = store.db.execute("select shipment_id, sku, quantity from shipment_items").fetchall()
+    assert (stored, items) == ([(event.event_id,)], [("S1", "A", 1)])

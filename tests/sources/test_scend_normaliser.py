@@ -227,3 +227,22 @@ def test_unknown_webhook_event_is_quarantined_naming_the_setting(store: Store, c
     assert quarantined(store)[0][1].startswith(
         "event = 'parcel.lost': unknown Scend webhook event; map it under [sources.scend] webhook_events"
     )
+
+
+def test_every_item_of_a_webhook_parcel_is_read_and_a_bad_one_quarantines_the_body(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    items = [{"sku": "A", "qty": 1}, {"sku": "B", "qty": 2, "qty_ordered": 3}, {"sku": "A", "qty": 1}]
+    second = {"parcel_id": "PCL-2", "tracking_number": "TT2", "items": [{"sku": "C", "qty": 1}]}
+    good = {**SCEND_WEBHOOK, "parcels": [{**SCEND_WEBHOOK["parcels"][0], "items": items}, second]}
+    bad = {
+        **good,
+        "event_id": "evt_bad",
+        "despatch_id": "DSP-2",
+        "parcels": [{**second, "items": [*items, {"sku": "D"}]}],
+    }
+    ingest(store, config, "scend", tmp_path, "hooks.jsonl", jsonl([good, bad]))
+    [event] = events(store)
+    parcels = [(p.parcel_id, p.tracking_number, [(i.sku, i.quantity) for i in p.items]) for p in event.data.parcels]
+    assert parcels == [("PCL-1", "TT123456789GB", [("A", 2), ("B", 2)]), ("PCL-2", "TT2", [("C", 1)])]
+    assert [reason for _, reason in quarantined(store)] == ["qty_despatched = None: is required"]
