@@ -19,7 +19,7 @@ METRICS_PAGE = 200
 @handles("create_event")
 def create_event(call: Call) -> Response:
     attributes = call.data()["attributes"]
-    moment = call.store.check_event(attributes, "/data/attributes")
+    moment = EventChecks(now()).check(attributes, "/data/attributes")
     profile, _ = call.store.resolve_profile(
         attributes["profile"]["data"],
         "/data/attributes/profile/data",

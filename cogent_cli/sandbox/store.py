@@ -68,11 +68,6 @@ def new_short_id(length: int = 6) -> str:
     return _ids.randbytes(length).translate(_ALNUM_BYTES).decode()
 
 
-def new_uuid() -> str:
-    """A random (version 4) UUID, as Klaviyo gives every event."""
-    return new_uuids(1)[0]
-
-
 def new_uuids(count: int) -> list[str]:
     """`count` random (version 4) UUIDs from one draw of random bytes."""
     digits = _ids.randbytes(16 * count).hex()
@@ -461,12 +456,6 @@ class SandboxStore:
         self.write("metrics", row)
         return row
 
-    def check_event(self, attributes: Mapping[str, Any], pointer: str, current: datetime | None = None) -> datetime:
-        """Klaviyo's limits beyond the schema; returns the event time (truncated to the second).
-
-        `current` is the request's arrival time (now when not given)."""
-        return EventChecks(now() if current is None else current).check(attributes, pointer)
-
     def record_events(self, events: Sequence[tuple[str, Mapping[str, Any], datetime]]) -> int:
         """Store (profile id, event attributes, time) triples, each unless (profile, metric, unique_id) is
         already there. -> how many were stored (the rest were duplicates, dropped silently)."""
@@ -480,7 +469,7 @@ class SandboxStore:
             name = attributes["metric"]["data"]["attributes"]["name"]
             metric_id = metrics.get(name) or metrics.setdefault(name, self.metric_for(name)["id"])
             unique_id = attributes.get("unique_id")
-            stamp = moment.isoformat()  # check_event gave it in UTC, to the second
+            stamp = moment.isoformat()  # EventChecks gave it in UTC, to the second
             properties = attributes.get("properties")
             append(
                 (
