@@ -56,6 +56,8 @@ _ALNUM = string.ascii_letters + string.digits
 _ALNUM_BYTES = bytes(ord(_ALNUM[byte % len(_ALNUM)]) for byte in range(256))
 _UUID_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 EVENT_ID_LENGTH = 16
+_STORED_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00")
+EventTime = tuple[str, int]
 
 
 # Ids need to be unique, not secret; a seeded-from-urandom generator keeps bulk requests fast.
@@ -497,20 +499,20 @@ class SandboxStore:
         self.write("metrics", row)
         return row
 
-    def record_events(self, events: Sequence[tuple[str, Mapping[str, Any], datetime]]) -> int:
-        """Store (profile id, event attributes, time) triples, each unless (profile, metric, unique_id) is
-        already there. -> how many were stored (the rest were duplicates, dropped silently)."""
+    def record_events(self, events: Sequence[tuple[str, Mapping[str, Any], EventTime]]) -> int:
+        """Store (profile id, event attributes, `EventChecks.check`'s time) triples, each unless (profile,
+        metric, unique_id) is already there. -> how many were stored (the rest were duplicates, dropped
+        silently)."""
         metrics: dict[str, str] = {}
         received = iso(now())
         ids = self._event_ids(len(events))
         uuids = new_uuids(len(events))
         rows: list[tuple[Any, ...]] = []
         append = rows.append
-        for index, (profile_id, attributes, moment) in enumerate(events):
+        for index, (profile_id, attributes, (stamp, timestamp)) in enumerate(events):
             name = attributes["metric"]["data"]["attributes"]["name"]
             metric_id = metrics.get(name) or metrics.setdefault(name, self.metric_for(name)["id"])
             unique_id = attributes.get("unique_id")
-            stamp = moment.isoformat()  # EventChecks gave it in UTC, to the second
             properties = attributes.get("properties")
             append(
                 (
@@ -523,7 +525,7 @@ class SandboxStore:
                     # Without a unique_id Klaviyo deduplicates on the time to the second.
                     unique_id if unique_id is not None else f"time:{stamp}",
                     stamp,
-                    int(moment.timestamp()),
+                    timestamp,
                     attributes.get("value"),
                     attributes.get("value_currency"),
                     to_json(properties).decode() if properties else "{}",
@@ -575,8 +577,8 @@ class EventChecks:
         self.current = current
         self.latest = current + timedelta(days=365)
 
-    def check(self, attributes: Mapping[str, Any], pointer: str) -> datetime:
-        """-> the event time, in UTC, truncated to the second."""
+    def check(self, attributes: Mapping[str, Any], pointer: str) -> EventTime:
+        """-> the event time as stored (ISO 8601 in UTC, to the second) and as a Unix timestamp."""
         name = attributes["metric"]["data"]["attributes"]["name"]
         if not name or len(name) >= 128:
             raise invalid("Metric name must be 1 to 127 characters.", pointer=f"{pointer}/metric/data/attributes/name")
@@ -592,12 +594,16 @@ class EventChecks:
         moment = self.current if text is None else parse_datetime(text)
         if moment.microsecond or moment.utcoffset():
             moment = moment.astimezone(UTC).replace(microsecond=0)
+            text = None
         if moment.year < 1990 or moment > self.latest:
             raise invalid(
                 "The time must be after the year 1990 and can only be up to 1 year in the future.",
                 pointer=f"{pointer}/time",
             )
-        return moment
+        # Clients mostly send the stored form already; formatting the time again would cost more than
+        # all the checks above.
+        stamp = text if text is not None and _STORED_TIME.fullmatch(text) else moment.isoformat()
+        return stamp, int(moment.timestamp())
 
 
 def scope_identifiers(profile_data: Mapping[str, Any]) -> dict[str, str]:

@@ -6,6 +6,7 @@ import json
 from urllib.parse import parse_qs, urlparse
 
 import httpx
+import pytest
 
 from cogent_cli.sandbox import Sandbox
 
@@ -23,6 +24,25 @@ def test_create_event_answers_202_without_body_and_stores_it(api: httpx.Client, 
         "USD",
     )
     assert row["time"] == "2026-07-20T12:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "2026-07-20T12:00:00+00:00",
+        "2026-07-20T12:00:00Z",
+        "2026-07-20T14:00:00+02:00",
+        "2026-07-20T12:00:00.750+00:00",
+        "2026-07-20T07:00:00-05:00",
+    ],
+)
+def test_event_time_is_stored_in_utc_to_the_second_whatever_form_it_is_sent_in(
+    api: httpx.Client, sandbox: Sandbox, events, sent: str
+) -> None:
+    assert api.post("/api/events", json=events(time=sent)).status_code == 202
+
+    [row] = list(sandbox.db["events"].rows)
+    assert (row["time"], row["timestamp"]) == ("2026-07-20T12:00:00+00:00", 1784548800)
 
 
 def test_repeated_unique_id_for_same_profile_and_metric_is_dropped_with_the_same_silent_202(
