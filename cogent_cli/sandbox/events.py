@@ -19,13 +19,13 @@ METRICS_PAGE = 200
 @handles("create_event")
 def create_event(call: Call) -> Response:
     attributes = call.data()["attributes"]
-    when = EventChecks(now()).check(attributes, "/data/attributes")
+    event = EventChecks(now()).check(attributes, "/data/attributes")
     profile, _ = call.store.resolve_profile(
         attributes["profile"]["data"],
         "/data/attributes/profile/data",
         meta=attributes["profile"]["data"].get("attributes", {}).get("meta"),
     )
-    call.store.record_events([(profile["id"], attributes, when)])
+    call.store.record_events([(profile["id"], event)])
     return Response(status_code=202)
 
 
@@ -48,11 +48,10 @@ def bulk_create_events(call: Call) -> Response:
     for i, entry in enumerate(entries):
         scope = store.dedupe_scope(references[i], identities[i], index)
         for j, event in enumerate(entry["attributes"]["events"]["data"]):
-            attributes = event["attributes"]
-            when = checks.check(attributes, f"{base}/{i}/attributes/events/data/{j}/attributes")
-            unique_id = attributes.get("unique_id")
+            checked_event = checks.check(event["attributes"], f"{base}/{i}/attributes/events/data/{j}/attributes")
+            unique_id = checked_event.unique_id
             if unique_id is not None:
-                key = (scope, attributes["metric"]["data"]["attributes"]["name"], unique_id)
+                key = (scope, checked_event.metric, unique_id)
                 first = seen.setdefault(key, (i, j))
                 if first != (i, j):
                     raise invalid(
@@ -61,11 +60,11 @@ def bulk_create_events(call: Call) -> Response:
                         "the request failed and no events were processed.",
                         pointer=f"{base}/{i}/attributes/events/data/{j}/attributes/unique_id",
                     )
-            checked.append((i, attributes, when))
+            checked.append((i, checked_event))
     profiles = store.resolve_event_profiles(
         references, [f"{base}/{i}/attributes/profile/data" for i in range(len(entries))], identities, index
     )
-    store.record_events([(profiles[i], attributes, when) for i, attributes, when in checked])
+    store.record_events([(profiles[i], checked_event) for i, checked_event in checked])
     return Response(status_code=202)
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
 from pydantic_core import to_json
@@ -57,7 +57,6 @@ _ALNUM_BYTES = bytes(ord(_ALNUM[byte % len(_ALNUM)]) for byte in range(256))
 _UUID_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 EVENT_ID_LENGTH = 16
 _STORED_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00")
-EventTime = tuple[str, int]
 
 
 # Ids need to be unique, not secret; a seeded-from-urandom generator keeps bulk requests fast.
@@ -499,21 +498,18 @@ class SandboxStore:
         self.write("metrics", row)
         return row
 
-    def record_events(self, events: Sequence[tuple[str, Mapping[str, Any], EventTime]]) -> int:
-        """Store (profile id, event attributes, `EventChecks.check`'s time) triples, each unless (profile,
-        metric, unique_id) is already there. -> how many were stored (the rest were duplicates, dropped
-        silently)."""
+    def record_events(self, events: Sequence[tuple[str, CheckedEvent]]) -> int:
+        """Store (profile id, checked event) pairs, each unless (profile, metric, unique_id) is already
+        there. -> how many were stored (the rest were duplicates, dropped silently)."""
         metrics: dict[str, str] = {}
         received = iso(now())
         ids = self._event_ids(len(events))
         uuids = new_uuids(len(events))
         rows: list[tuple[Any, ...]] = []
         append = rows.append
-        for index, (profile_id, attributes, (stamp, timestamp)) in enumerate(events):
-            name = attributes["metric"]["data"]["attributes"]["name"]
+        for index, (profile_id, event) in enumerate(events):
+            name, unique_id, stamp, timestamp, value, currency, properties, backfill = event
             metric_id = metrics.get(name) or metrics.setdefault(name, self.metric_for(name)["id"])
-            unique_id = attributes.get("unique_id")
-            properties = attributes.get("properties")
             append(
                 (
                     ids[index],
@@ -526,10 +522,10 @@ class SandboxStore:
                     unique_id if unique_id is not None else f"time:{stamp}",
                     stamp,
                     timestamp,
-                    attributes.get("value"),
-                    attributes.get("value_currency"),
-                    to_json(properties).decode() if properties else "{}",
-                    1 if attributes.get("backfill") else 0,
+                    value,
+                    currency,
+                    properties,
+                    backfill,
                     received,
                 )
             )
@@ -570,6 +566,19 @@ class SandboxStore:
         return "new:" + json.dumps(identifiers, sort_keys=True)
 
 
+class CheckedEvent(NamedTuple):
+    """An event's attributes as stored, once `EventChecks` has passed them."""
+
+    metric: str
+    unique_id: str | None
+    time: str  # ISO 8601 in UTC, to the second
+    timestamp: int
+    value: Any
+    value_currency: str | None
+    properties: str  # JSON
+    backfill: int
+
+
 class EventChecks:
     """Klaviyo's limits on an event beyond the schema, for the events of one request (arriving at `current`)."""
 
@@ -577,8 +586,8 @@ class EventChecks:
         self.current = current
         self.latest = current + timedelta(days=365)
 
-    def check(self, attributes: Mapping[str, Any], pointer: str) -> EventTime:
-        """-> the event time as stored (ISO 8601 in UTC, to the second) and as a Unix timestamp."""
+    def check(self, attributes: Mapping[str, Any], pointer: str) -> CheckedEvent:
+        """-> the event as stored; `ApiError` (400, pointing under `pointer`) for the first limit broken."""
         name = attributes["metric"]["data"]["attributes"]["name"]
         if not name or len(name) >= 128:
             raise invalid("Metric name must be 1 to 127 characters.", pointer=f"{pointer}/metric/data/attributes/name")
@@ -603,7 +612,16 @@ class EventChecks:
         # Clients mostly send the stored form already; formatting the time again would cost more than
         # all the checks above.
         stamp = text if text is not None and _STORED_TIME.fullmatch(text) else moment.isoformat()
-        return stamp, int(moment.timestamp())
+        return CheckedEvent(
+            name,
+            unique_id,
+            stamp,
+            int(moment.timestamp()),
+            attributes.get("value"),
+            attributes.get("value_currency"),
+            to_json(properties).decode() if properties else "{}",
+            1 if attributes.get("backfill") else 0,
+        )
 
 
 def scope_identifiers(profile_data: Mapping[str, Any]) -> dict[str, str]:
