@@ -19,6 +19,12 @@ BUSY_TIMEOUT_MS = 30_000
 
 log = logging.getLogger(__name__)
 
+# sqlite3 binds None as NULL only after looking for an adapter and failing: two attribute lookups,
+# one raising and formatting an AttributeError, for every NULL parameter (it passes only int, float,
+# str and bytearray straight through). An identity adapter makes that one dict hit; rows with many
+# empty columns (profiles, events) bind several times faster. The value bound is still NULL.
+sqlite3.register_adapter(type(None), lambda value: value)
+
 
 @contextmanager
 def write_transaction(db: Database) -> Iterator[Database]:

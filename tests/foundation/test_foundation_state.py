@@ -182,3 +182,17 @@ def test_meta_values_can_be_replaced(workspace: Workspace):
         store.set_meta("cursor", "2")
         assert store.get_meta("cursor") == "2"
         assert store.get_meta("never-set") is None
+
+
+def test_none_is_bound_as_sql_null_in_every_statement_form(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.db")
+    try:
+        conn = store.db.conn
+        conn.execute("create table nulls (a, b)")
+        conn.execute("insert into nulls values (?, ?)", (None, "one"))
+        conn.executemany("insert into nulls values (:a, :b)", [{"a": None, "b": "two"}])
+        rows = conn.execute("select typeof(a), b from nulls where a is ? order by b", (None,)).fetchall()
+    finally:
+        store.close()
+
+    assert rows == [("null", "one"), ("null", "two")]
