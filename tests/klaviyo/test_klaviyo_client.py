@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -507,3 +508,18 @@ async def test_stats_count_per_operation(clock: FakeClock) -> None:
     assert stats["retries"] == 2
     assert stats["operations"]["bulk_create_events"] == {"requests": 1, "throttled": 0, "retries": 0, "failures": 0}
     assert json.dumps(stats)
+
+
+def test_event_properties_nested_in_plain_lists_and_dicts_still_become_json_values() -> None:
+    when = datetime(2026, 7, 1, 4, 5, tzinfo=timezone(timedelta(hours=1)))
+    properties = {
+        "Items": [{"SKU": "A", "Price": Decimal("19.90"), "At": when}, {"SKU": "B", "Quantity": Decimal("2")}],
+        "Ids": {1: ("x", "y")},
+        "Plain": [1, 2.5, "z", None, True],
+    }
+    attributes = EventIn(metric="M", email="a@x.com", properties=properties).event_attributes()
+    assert attributes["properties"] == {
+        "Items": [{"SKU": "A", "Price": 19.9, "At": "2026-07-01T03:05:00+00:00"}, {"SKU": "B", "Quantity": 2}],
+        "Ids": {"1": ["x", "y"]},
+        "Plain": [1, 2.5, "z", None, True],
+    }
