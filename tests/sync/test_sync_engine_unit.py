@@ -20,6 +20,7 @@ from conftest import (
 
 from cogent_cli.sync.engine import RUN_YOUNG_THRESHOLD, SyncOptions, run_sync
 from cogent_cli.sync.exceptions import list_exceptions
+from cogent_cli.sync.mapping import Mapper
 from cogent_cli.workspace import Workspace
 
 
@@ -214,3 +215,12 @@ def test_a_run_collects_young_objects_less_often_and_restores_the_collector_afte
     sync(workspace, fake)
     assert during and during[0][0] == RUN_YOUNG_THRESHOLD
     assert gc.get_threshold() == before
+
+
+def test_empty_lists_dicts_and_nulls_are_left_out_of_event_properties_but_false_and_zero_stay(
+    workspace: Workspace,
+) -> None:
+    [op] = Mapper(workspace.config).map(shipment("S1", [("T1", [("SKU-1", 0)])], final=False)).ops
+    properties = op.payload["properties"]
+    assert properties["IsFinal"] is False and properties["Parcels"][0]["Items"] == [{"SKU": "SKU-1", "Quantity": 0}]
+    assert not {"PendingItems", "PendingSKUs", "Site", "TrackingGranularity"} & properties.keys()
