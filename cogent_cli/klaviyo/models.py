@@ -202,8 +202,10 @@ class EventIn(InputModel):
 
     def event_attributes(self) -> dict[str, Any]:
         """Attributes shared by the single and bulk bodies (everything except the profile)."""
+        return {"properties": jsonable(self.properties), **self.attributes_besides_properties()}
+
+    def attributes_besides_properties(self) -> dict[str, Any]:
         attributes: dict[str, Any] = {
-            "properties": jsonable(self.properties),
             "metric": {"data": {"type": "metric", "attributes": {"name": self.metric}}},
         }
         if self.time is not None:
