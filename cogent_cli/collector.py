@@ -16,10 +16,10 @@ YOUNG_THRESHOLD = 50_000
 
 
 @contextmanager
-def fewer_collections() -> Iterator[None]:
+def fewer_collections(young_threshold: int = YOUNG_THRESHOLD) -> Iterator[None]:
     threshold = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(YOUNG_THRESHOLD, *threshold[1:])
+    gc.set_threshold(young_threshold, *threshold[1:])
     try:
         yield
     finally:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
+import orjson
 from pydantic_core import to_json
 
 from cogent_cli import __version__
@@ -64,6 +65,7 @@ from cogent_cli.klaviyo.models import (
     VariantInventory,
     catalog_id,
     iso,
+    jsonable,
 )
 from cogent_cli.klaviyo.ratelimit import Clock, RateLimiter, RetryPolicy, SystemClock
 from cogent_cli.klaviyo.spec import operation
@@ -264,10 +266,28 @@ def _waves(events: Iterable[EventIn], max_events: int) -> list[list[EventIn]]:
     return waves
 
 
+# orjson refuses (TypeError) every value that jsonable would change: Decimal, times and dates (passed
+# through to a missing default), sets, models, dataclasses, subclasses, non-str keys, integers past 64 bits.
+_PLAIN_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def encode_properties(properties: dict[str, Any]) -> bytes:
+    """Event properties as JSON, the same bytes as `encode_body(jsonable(properties))`. Properties that
+    are plain JSON values already (as a stored payload decodes) are encoded by orjson in one pass."""
+    try:
+        encoded = orjson.dumps(properties, option=_PLAIN_JSON)
+    except TypeError:
+        encoded = b"null"
+    # orjson writes NaN and infinities as null where pydantic-core writes NaN and Infinity.
+    return encoded if b"null" not in encoded else encode_body(jsonable(properties))
+
+
 def _planned(event: EventIn) -> _PlannedEvent:
     # Each event is encoded once, here; request bodies are assembled from these pieces.
     profile = encode_body(event.profile_resource())
-    attributes = encode_body(event.event_attributes())
+    # The same object as event_attributes(): "properties" first, then the rest ("metric" at least).
+    rest = encode_body(event.attributes_besides_properties())
+    attributes = b'{"properties":' + encode_properties(event.properties) + b"," + rest[1:]
     return _PlannedEvent(event, profile, attributes, len(profile) + len(attributes) + _EVENT_OVERHEAD)
 
 

@@ -36,10 +36,14 @@ _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 def jsonable(value: Any) -> Any:
     """Plain JSON values: Decimal money stays a JSON number (Klaviyo needs `value` numeric), times ISO 8601."""
-    if type(value) in _PLAIN:
+    kind = type(value)
+    if kind in _PLAIN:
         return value
-    if type(value) is dict:
-        return {str(k): jsonable(v) for k, v in value.items()}
+    # Plain dicts, lists and leaves first, without a call per leaf: event properties are mostly these.
+    if kind is dict:
+        return {k if type(k) is str else str(k): v if type(v) in _PLAIN else jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _PLAIN else jsonable(v) for v in value]
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
     if isinstance(value, datetime):
@@ -198,8 +202,10 @@ class EventIn(InputModel):
 
     def event_attributes(self) -> dict[str, Any]:
         """Attributes shared by the single and bulk bodies (everything except the profile)."""
+        return {"properties": jsonable(self.properties), **self.attributes_besides_properties()}
+
+    def attributes_besides_properties(self) -> dict[str, Any]:
         attributes: dict[str, Any] = {
-            "properties": jsonable(self.properties),
             "metric": {"data": {"type": "metric", "attributes": {"name": self.metric}}},
         }
         if self.time is not None:

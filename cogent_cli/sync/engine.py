@@ -69,6 +69,9 @@ BATCH = {"event": 1000, "profile": 1000, "catalog": 100, "subscribe": 1000, "uns
 WAVES_IN_FLIGHT = 2
 # Polling a profile import job: first wait, longest wait, and when to give up for this run (seconds).
 IMPORT_POLL_FIRST, IMPORT_POLL_MAX, IMPORT_POLL_LIMIT = 0.1, 10.0, 900.0
+# A run keeps its waves in flight alive (claimed rows, decoded payloads, request items: tens of
+# objects per row); a young collection every 50,000 allocations re-walked them over and over.
+RUN_YOUNG_THRESHOLD = 500_000
 
 
 @dataclass
@@ -703,7 +706,7 @@ def run_sync(
     own_store = store is None
     store = store or workspace.store()
     try:
-        with fewer_collections():
+        with fewer_collections(RUN_YOUNG_THRESHOLD):
             return _locked_run(workspace.config, store, options, client_factory, progress)
     finally:
         if own_store:

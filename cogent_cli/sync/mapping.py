@@ -95,7 +95,8 @@ def _currency(*candidates: Money | None) -> str | None:
 
 def _clean(properties: dict[str, Any]) -> dict[str, Any]:
     # Klaviyo ignores null, "" and 0-valued properties anyway; leaving out None keeps payloads honest.
-    return {k: v for k, v in properties.items() if v is not None and v != [] and v != {}}
+    # Tested as "empty list or dict" rather than `v != [] and v != {}`, which builds two objects per value.
+    return {k: v for k, v in properties.items() if not (v is None or (not v and isinstance(v, (list, dict))))}
 
 
 def placed_order_unique_id(event: NormalisedEvent, config: Config) -> str | None:

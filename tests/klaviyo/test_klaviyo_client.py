@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -13,7 +14,13 @@ import pytest
 from klaviyo_fakes import API_KEY, FakeClock, ScriptedTransport, errors_body, make_client
 
 from cogent_cli.errors import ExitStatus
-from cogent_cli.klaviyo.client import KlaviyoClient, plan_event_batches
+from cogent_cli.klaviyo.client import (
+    KlaviyoClient,
+    _event_batches,
+    encode_body,
+    encode_properties,
+    plan_event_batches,
+)
 from cogent_cli.klaviyo.errors import (
     AuthError,
     BulkDeliveryError,
@@ -33,6 +40,7 @@ from cogent_cli.klaviyo.models import (
     SubscriptionIn,
     UnsubscriptionIn,
     VariantInventory,
+    jsonable,
 )
 from cogent_cli.klaviyo.ratelimit import RetryPolicy
 from cogent_cli.logs import setup_logging
@@ -507,3 +515,38 @@ async def test_stats_count_per_operation(clock: FakeClock) -> None:
     assert stats["retries"] == 2
     assert stats["operations"]["bulk_create_events"] == {"requests": 1, "throttled": 0, "retries": 0, "failures": 0}
     assert json.dumps(stats)
+
+
+def test_event_properties_nested_in_plain_lists_and_dicts_still_become_json_values() -> None:
+    when = datetime(2026, 7, 1, 4, 5, tzinfo=timezone(timedelta(hours=1)))
+    properties = {
+        "Items": [{"SKU": "A", "Price": Decimal("19.90"), "At": when}, {"SKU": "B", "Quantity": Decimal("2")}],
+        "Ids": {1: ("x", "y")},
+        "Plain": [1, 2.5, "z", None, True],
+    }
+    attributes = EventIn(metric="M", email="a@x.com", properties=properties).event_attributes()
+    assert attributes["properties"] == {
+        "Items": [{"SKU": "A", "Price": 19.9, "At": "2026-07-01T03:05:00+00:00"}, {"SKU": "B", "Quantity": 2}],
+        "Ids": {"1": ["x", "y"]},
+        "Plain": [1, 2.5, "z", None, True],
+    }
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"Items": [{"SKU": "A", "Quantity": 1, "Price": 19.99}], "Gift": False, "Note": 'naïve \u2028 "q"'},
+        {"Price": Decimal("19.90"), "At": datetime(2026, 7, 1, 4, 5, tzinfo=timezone(timedelta(hours=1)))},
+        {"Day": datetime(2026, 7, 1).date(), "Tags": {"b"}, "Pair": ("x", 1)},
+        {1: "int key", "Big": 2**70},
+        {"Missing": None, "NotANumber": float("nan"), "Huge": float("inf")},
+    ],
+    ids=["plain", "decimal-and-time", "date-set-tuple", "int-key-and-bigint", "null-nan-infinity"],
+)
+def test_event_properties_encode_to_the_same_bytes_as_their_json_values(properties: dict[str, Any]) -> None:
+    assert encode_properties(properties) == encode_body(jsonable(properties))
+    # EventIn takes text keys only; the bulk body's attributes still equal the single body's.
+    text_keys = {str(k): v for k, v in properties.items()}
+    event = EventIn(metric="M", email="a@x.com", properties=text_keys, value=Decimal("10.00"), unique_id="u1")
+    [[planned]] = list(_event_batches([event], 10, 1_000_000))
+    assert planned.attributes == encode_body(event.event_attributes())

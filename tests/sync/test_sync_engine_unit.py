@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
+from typing import Any
 
 from conftest import (
     NOW,
@@ -16,8 +18,9 @@ from conftest import (
     stock,
 )
 
-from cogent_cli.sync.engine import SyncOptions, run_sync
+from cogent_cli.sync.engine import RUN_YOUNG_THRESHOLD, SyncOptions, run_sync
 from cogent_cli.sync.exceptions import list_exceptions
+from cogent_cli.sync.mapping import Mapper
 from cogent_cli.workspace import Workspace
 
 
@@ -193,3 +196,31 @@ def test_a_customer_klaviyo_does_not_know_is_looked_up_once_per_run(workspace: W
     assert summary.sent == {"Fulfilled Shipment": 3}
     assert [c for c in fake.calls if c[0] == "get_profiles"] == [("get_profiles", 1)]
     assert len(fake.profiles) == 1 and len({e["profile_id"] for e in fake.events}) == 1
+
+
+def test_a_run_collects_young_objects_less_often_and_restores_the_collector_after(
+    workspace: Workspace, fake: FakeKlaviyo
+) -> None:
+    before = gc.get_threshold()
+    during: list[tuple[int, int, int]] = []
+    send = fake.bulk_create_events
+
+    async def recording(events: list[Any]) -> Any:
+        during.append(gc.get_threshold())
+        return await send(events)
+
+    fake.bulk_create_events = recording  # type: ignore[method-assign]
+    with workspace.store() as store:
+        add_events(store, [shipment("S1", [("T1", [("SKU-1", 1)])])])
+    sync(workspace, fake)
+    assert during and during[0][0] == RUN_YOUNG_THRESHOLD
+    assert gc.get_threshold() == before
+
+
+def test_empty_lists_dicts_and_nulls_are_left_out_of_event_properties_but_false_and_zero_stay(
+    workspace: Workspace,
+) -> None:
+    [op] = Mapper(workspace.config).map(shipment("S1", [("T1", [("SKU-1", 0)])], final=False)).ops
+    properties = op.payload["properties"]
+    assert properties["IsFinal"] is False and properties["Parcels"][0]["Items"] == [{"SKU": "SKU-1", "Quantity": 0}]
+    assert not {"PendingItems", "PendingSKUs", "Site", "TrackingGranularity"} & properties.keys()
