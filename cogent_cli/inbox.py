@@ -441,8 +441,14 @@ def _collect(
     return list(fn(ctx) or ())
 
 
+class _WroteThenFailed(Exception):
+    """A record or group failed after writing to the state; its writes cannot be undone alone."""
+
+
 class _Batch:
-    """One transaction's worth of normalisation, with a savepoint per record or group."""
+    """One transaction's worth of normalisation: each record or group gives all its events and state
+    changes, or a quarantine that undoes them. Most records fail before writing anything, so there is
+    no savepoint per record unless one is needed (see `savepoints`)."""
 
     def __init__(
         self,
@@ -457,6 +463,13 @@ class _Batch:
         self.registry = registry
         self.tenants = tenants
         self.now = _iso(utc_now())
+        # Off until a record fails after writing to the state directly: then the batch is run again
+        # with a savepoint per record, so only the failing record's writes are undone.
+        self.savepoints = False
+        self.start()
+
+    def start(self) -> None:
+        """Forget what normalising the batch gave so far."""
         self.summary = NormaliseSummary()
         self.done: list[tuple[str, str | None, str | None, int]] = []
         self.event_rows: list[tuple[Any, ...]] = []
@@ -497,6 +510,19 @@ class _Batch:
         """Normalise rows (id, system, route, kind, received_at, body, headers); `records` may hold their
         bodies already decoded. With `stored` (id -> the inbox columns), the rows are new and are inserted
         with their outcome instead of updated."""
+        self.conn.execute("SAVEPOINT batch")
+        try:
+            self.normalise(rows, records)
+        except _WroteThenFailed:
+            self.conn.execute("ROLLBACK TO batch")
+            self.start()
+            self.savepoints = True
+            # Decoded afresh: a normaliser may have changed the records it was given.
+            self.normalise(rows)
+        self.conn.execute("RELEASE batch")
+        self.flush(stored)
+
+    def normalise(self, rows: Sequence[tuple[Any, ...]], records: Sequence[Record | None] | None = None) -> None:
         groups: dict[tuple[str, str, str], list[tuple[tuple[Any, ...], Any]]] = {}
         for index, row in enumerate(rows):
             self.summary.processed += 1
@@ -523,7 +549,6 @@ class _Batch:
                 [row for row, _ in members],
                 lambda ctx, n=normaliser, p=parsed_rows: n.build_group(p, ctx),  # type: ignore[misc]
             )
-        self.flush(stored)
 
     def _unknown_kind(self, system: str) -> str:
         known = sorted(kind for (sys_name, kind) in self.registry if sys_name == system)
@@ -544,18 +569,24 @@ class _Batch:
     ) -> None:
         """Normalise rows as one unit: all their events and state changes, or a quarantine."""
         ctx = self.context(rows[0])
-        self.conn.execute("SAVEPOINT record")
+        if self.savepoints:
+            self.conn.execute("SAVEPOINT record")
+        changes = self.conn.total_changes
         try:
             events = self.guarded(ctx, _collect, fn, ctx)
             self.write_events(events, ctx.inbox_id)
         except NormaliseError as exc:
-            self.conn.execute("ROLLBACK TO record")
-            self.conn.execute("RELEASE record")
+            if self.savepoints:
+                self.conn.execute("ROLLBACK TO record")
+                self.conn.execute("RELEASE record")
+            elif self.conn.total_changes != changes:
+                raise _WroteThenFailed from None
             self.shipment_writes.drop_unit()
             for row in rows:
                 self.quarantine(row, exc)
             return
-        self.conn.execute("RELEASE record")
+        if self.savepoints:
+            self.conn.execute("RELEASE record")
         self.shipment_writes.keep_unit()
         for row in rows:
             self.summary.normalised += 1
