@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
@@ -112,7 +113,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@lru_cache(maxsize=1024)
 def _iso(value: datetime) -> str:
+    # Cached: every event of a delivery repeats its receipt time. Equal instants give the same text.
     if value.tzinfo is None:
         raise InboxError(f"received_at {value.isoformat()} has no time zone", hint="Pass a timezone-aware datetime.")
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
