@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
@@ -112,7 +113,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@lru_cache(maxsize=1024)
 def _iso(value: datetime) -> str:
+    # Cached: every event of a delivery repeats its receipt time. Equal instants give the same text.
     if value.tzinfo is None:
         raise InboxError(f"received_at {value.isoformat()} has no time zone", hint="Pass a timezone-aware datetime.")
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -441,8 +444,14 @@ def _collect(
     return list(fn(ctx) or ())
 
 
+class _WroteThenFailed(Exception):
+    """A record or group failed after writing to the state; its writes cannot be undone alone."""
+
+
 class _Batch:
-    """One transaction's worth of normalisation, with a savepoint per record or group."""
+    """One transaction's worth of normalisation: each record or group gives all its events and state
+    changes, or a quarantine that undoes them. Most records fail before writing anything, so there is
+    no savepoint per record unless one is needed (see `savepoints`)."""
 
     def __init__(
         self,
@@ -457,6 +466,13 @@ class _Batch:
         self.registry = registry
         self.tenants = tenants
         self.now = _iso(utc_now())
+        # Off until a record fails after writing to the state directly: then the batch is run again
+        # with a savepoint per record, so only the failing record's writes are undone.
+        self.savepoints = False
+        self.start()
+
+    def start(self) -> None:
+        """Forget what normalising the batch gave so far."""
         self.summary = NormaliseSummary()
         self.done: list[tuple[str, str | None, str | None, int]] = []
         self.event_rows: list[tuple[Any, ...]] = []
@@ -497,6 +513,19 @@ class _Batch:
         """Normalise rows (id, system, route, kind, received_at, body, headers); `records` may hold their
         bodies already decoded. With `stored` (id -> the inbox columns), the rows are new and are inserted
         with their outcome instead of updated."""
+        self.conn.execute("SAVEPOINT batch")
+        try:
+            self.normalise(rows, records)
+        except _WroteThenFailed:
+            self.conn.execute("ROLLBACK TO batch")
+            self.start()
+            self.savepoints = True
+            # Decoded afresh: a normaliser may have changed the records it was given.
+            self.normalise(rows)
+        self.conn.execute("RELEASE batch")
+        self.flush(stored)
+
+    def normalise(self, rows: Sequence[tuple[Any, ...]], records: Sequence[Record | None] | None = None) -> None:
         groups: dict[tuple[str, str, str], list[tuple[tuple[Any, ...], Any]]] = {}
         for index, row in enumerate(rows):
             self.summary.processed += 1
@@ -523,7 +552,6 @@ class _Batch:
                 [row for row, _ in members],
                 lambda ctx, n=normaliser, p=parsed_rows: n.build_group(p, ctx),  # type: ignore[misc]
             )
-        self.flush(stored)
 
     def _unknown_kind(self, system: str) -> str:
         known = sorted(kind for (sys_name, kind) in self.registry if sys_name == system)
@@ -544,18 +572,24 @@ class _Batch:
     ) -> None:
         """Normalise rows as one unit: all their events and state changes, or a quarantine."""
         ctx = self.context(rows[0])
-        self.conn.execute("SAVEPOINT record")
+        if self.savepoints:
+            self.conn.execute("SAVEPOINT record")
+        changes = self.conn.total_changes
         try:
             events = self.guarded(ctx, _collect, fn, ctx)
             self.write_events(events, ctx.inbox_id)
         except NormaliseError as exc:
-            self.conn.execute("ROLLBACK TO record")
-            self.conn.execute("RELEASE record")
+            if self.savepoints:
+                self.conn.execute("ROLLBACK TO record")
+                self.conn.execute("RELEASE record")
+            elif self.conn.total_changes != changes:
+                raise _WroteThenFailed from None
             self.shipment_writes.drop_unit()
             for row in rows:
                 self.quarantine(row, exc)
             return
-        self.conn.execute("RELEASE record")
+        if self.savepoints:
+            self.conn.execute("RELEASE record")
         self.shipment_writes.keep_unit()
         for row in rows:
             self.summary.normalised += 1

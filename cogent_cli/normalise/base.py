@@ -55,7 +55,7 @@ import pkgutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -321,6 +321,11 @@ class NormaliseContext:
         self.shipments: Shipments = Shipments(self)
         self.stock: StockBook = StockBook(self)
 
+    @cached_property
+    def received_iso(self) -> str:
+        """`received_at` as text, worked out once per context rather than once per ship method seen."""
+        return self.received_at.isoformat()
+
     @property
     def settings(self) -> SourceSettings | None:
         return source_settings(self.config, self.system)
@@ -423,7 +428,7 @@ class NormaliseContext:
         known = self.ship_methods.known.get(key)
         if known is None:
             known = self.ship_methods.known[key] = ship_method_known(self.config, method)
-        self.ship_methods.see(key, known, self.received_at.isoformat(), event_id)
+        self.ship_methods.see(key, known, self.received_iso, event_id)
         return known
 
 

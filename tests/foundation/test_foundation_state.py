@@ -58,6 +58,11 @@ def test_a_blank_database_gets_every_migration_private_and_in_wal_mode(tmp_path)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_store_keeps_a_page_cache_large_enough_for_bulk_ingests(tmp_path):
+    with Store.open(tmp_path / "state.db") as store:
+        assert store.db.execute("PRAGMA cache_size").fetchone()[0] == -64 * 1024
+
+
 def test_an_older_database_is_brought_up_to_date_keeping_its_data(runner: CliRunner, workspace: Workspace):
     workspace.state_path.unlink()
     older_database(workspace.state_path)

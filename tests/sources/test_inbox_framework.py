@@ -171,3 +171,43 @@ def test_a_quarantined_record_leaves_no_trace_of_the_shipment_it_announced(works
     stored = store.db.execute("select event_id from shipments").fetchall()
     items = store.db.execute("select shipment_id, sku, quantity from shipment_items").fetchall()
     assert (stored, items) == ([(event.event_id,)], [("S1", "A", 1)])
+
+
+def test_a_record_failing_after_writing_state_is_quarantined_alone_with_its_writes_undone(
+    workspace: Workspace,
+) -> None:
+    @register("swap", "test_order")
+    def order(record: Record, ctx: NormaliseContext):
+        ctx.ledger.record_order(record["order"], {"A": 1}, system="swap", at=datetime(2025, 5, 1, 9, tzinfo=UTC))
+        if record.get("fail"):
+            raise NormaliseError("fail", True, "the record goes wrong after recording its order")
+        yield ctx.event(
+            "order.cancelled",
+            dedupe_key=f"cancel|{record['order']}",
+            occurred_at=datetime(2025, 5, 1, 9, tzinfo=UTC),
+            data={"scope": "full"},
+        )
+        record["order"] = "changed by the normaliser"  # the batch's second pass must not see this
+
+    try:
+        store = workspace.store()
+        inbox = Inbox(store)
+        stored, summary = inbox.store_and_normalise(
+            workspace.config,
+            "swap",
+            "file",
+            [
+                ("test_order", "a", '{"order": "SO-1"}', {"order": "SO-1"}),
+                ("test_order", "b", '{"order": "SO-2", "fail": true}', {"order": "SO-2", "fail": True}),
+                ("test_order", "c", '{"order": "SO-3"}', {"order": "SO-3"}),
+            ],
+        )
+    finally:
+        base._REGISTRY.pop(("swap", "test_order"), None)
+    bad = store.db.execute("select id from inbox where idempotency_key = 'b'").fetchone()[0]
+    assert (stored, summary.normalised, summary.quarantined_ids, summary.events_written) == (3, 2, [bad], 2)
+    orders = store.db.execute("select order_number from order_lines order by order_number").fetchall()
+    assert orders == [("SO-1",), ("SO-3",)]
+    statuses = store.db.execute("select idempotency_key, status, reason from inbox order by id").fetchall()
+    assert [s[:2] for s in statuses] == [("a", "normalised"), ("b", "quarantined"), ("c", "normalised")]
+    assert "goes wrong after recording its order" in statuses[1][2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from pvx_scend_support import (
 )
 from typer.testing import CliRunner
 
+from cogent_cli import ingest as ingest_module
 from cogent_cli.cli import app
 from cogent_cli.config import Config
 from cogent_cli.ingest import IngestError, ingest_paths, iter_json_values
@@ -174,3 +176,18 @@ def test_cli_ingest_unknown_kind_exits_with_usage_status(
     result = runner.invoke(app, ["--workspace", str(workspace.root), "ingest", "scend", str(path)])
     assert result.exit_code == 2
     assert "despatches: despatches_*.csv rows" in result.stderr
+
+
+def test_garbage_is_collected_in_larger_steps_while_ingesting_and_as_before_afterwards(
+    store: Store, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[int, int, int]] = []
+    real_flush = ingest_module._flush
+    monkeypatch.setattr(ingest_module, "_flush", lambda *a, **k: (seen.append(gc.get_threshold()), real_flush(*a, **k)))
+    before = gc.get_threshold()
+    ingest(store, config, "peoplevox", tmp_path, "despatch.csv", [PVX_DESPATCH])
+    assert seen and all(t == (ingest_module.INGEST_GC_THRESHOLD, *before[1:]) for t in seen)
+    assert gc.get_threshold() == before
+    with pytest.raises(IngestError):
+        ingest(store, config, "scend", tmp_path, "odd.csv", [{"unknown": "1"}])
+    assert gc.get_threshold() == before
