@@ -8,7 +8,9 @@ For each mode it prints events/minute achieved, two ceilings and the ratio to ea
 - the steady ceiling: the steady (per-minute) window x events per request, scaled; what a long run
   can hold, and what the target (>= 90% for bulk, 429s under 1% of requests) is judged against;
 - the ceiling for a run of this size: as fast as both windows allow for exactly this many requests
-  (a run shorter than a minute is bounded by the burst window only, so this one is higher).
+  (a run shorter than a minute is bounded by the burst window only, so this one is higher);
+- with the sandbox in a child process, the CPU time it spent per request and how busy it was: near
+  100% busy, the sandbox's speed, not the rate limit or the client, bounds the run.
 
 `--server sandbox` (default) sends over loopback HTTP to `cogent sandbox` served by a child process,
 so client and sandbox each have a core (`--server sandbox-thread` serves it in this process, as the
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import math
 import multiprocessing
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -55,6 +58,7 @@ class Result:
     throttled: int
     sustained_ceiling: float  # events/minute the steady window allows: what a long run can hold
     run_ceiling: float | None  # events/minute if exactly this run's requests went as fast as both windows allow
+    sandbox_cpu: float | None  # CPU seconds the sandbox process spent during the run (Linux only)
 
     @property
     def per_minute(self) -> float:
@@ -110,9 +114,18 @@ def _serve_child(data: str, rate_scale: float, ready: Connection) -> None:
     serve(Path(data), port=0, rate_scale=rate_scale, on_ready=ready.send)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far, from /proc (None where there is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def sandbox_process(data: str, rate_scale: float) -> Iterator[str]:
-    """`cogent sandbox serve` on a free port in a child process; yields its base URL."""
+def sandbox_process(data: str, rate_scale: float) -> Iterator[tuple[str, int]]:
+    """`cogent sandbox serve` on a free port in a child process; yields its base URL and process id."""
     receiver, sender = multiprocessing.Pipe(duplex=False)
     child = multiprocessing.get_context("spawn").Process(
         target=_serve_child, args=(data, rate_scale, sender), daemon=True
@@ -121,24 +134,26 @@ def sandbox_process(data: str, rate_scale: float) -> Iterator[str]:
     try:
         if not receiver.poll(STARTUP_TIMEOUT):
             raise SystemExit(f"the sandbox did not start within {STARTUP_TIMEOUT:g} s")
-        yield receiver.recv()
+        assert child.pid is not None
+        yield receiver.recv(), child.pid
     finally:
         child.terminate()  # uvicorn shuts down gracefully on SIGTERM
         child.join(STARTUP_TIMEOUT)
 
 
 @contextmanager
-def server(kind: str, rate_scale: float) -> Iterator[tuple[str, httpx.AsyncBaseTransport | None]]:
+def server(kind: str, rate_scale: float) -> Iterator[tuple[str, httpx.AsyncBaseTransport | None, int | None]]:
+    """-> base URL, transport, and the process id of a sandbox in a process of its own."""
     if kind == "mock":
-        yield "https://a.klaviyo.com", mock_transport(rate_scale)
+        yield "https://a.klaviyo.com", mock_transport(rate_scale), None
         return
     with tempfile.TemporaryDirectory() as data:
         if kind == "sandbox-thread":
             with run_sandbox(data, rate_scale=rate_scale) as sandbox:
-                yield sandbox.base_url, None
+                yield sandbox.base_url, None, None
         else:
-            with sandbox_process(data, rate_scale) as base_url:
-                yield base_url, None
+            with sandbox_process(data, rate_scale) as (base_url, pid):
+                yield base_url, None, pid
 
 
 async def run_mode(mode: str, events: list[EventIn], args: argparse.Namespace) -> Result:
@@ -147,7 +162,7 @@ async def run_mode(mode: str, events: list[EventIn], args: argparse.Namespace) -
     burst, steady = math.floor(limit.burst * args.rate_scale), math.floor(limit.steady * args.rate_scale)
     per_request = 1 if mode == "single" else args.batch_size
     in_flight = args.max_in_flight if mode == "single" else args.bulk_max_in_flight
-    with server(args.server, args.rate_scale) as (base_url, transport):
+    with server(args.server, args.rate_scale) as (base_url, transport, pid):
         async with KlaviyoClient(
             API_KEY,
             base_url=base_url,
@@ -155,7 +170,7 @@ async def run_mode(mode: str, events: list[EventIn], args: argparse.Namespace) -
             max_in_flight=in_flight,
             rate_scale=args.rate_scale,
         ) as klaviyo:
-            started = time.perf_counter()
+            started, sandbox_started = time.perf_counter(), cpu_seconds(pid) if pid else None
             if mode == "single":
                 queue = iter(events)
 
@@ -167,6 +182,7 @@ async def run_mode(mode: str, events: list[EventIn], args: argparse.Namespace) -
             else:
                 await klaviyo.bulk_create_events(events, batch_size=args.batch_size)
             seconds = time.perf_counter() - started
+            sandbox_finished = cpu_seconds(pid) if pid else None
             stats = klaviyo.stats
     needed = math.ceil(len(events) / per_request)
     return Result(
@@ -177,6 +193,9 @@ async def run_mode(mode: str, events: list[EventIn], args: argparse.Namespace) -
         throttled=stats.throttled,
         sustained_ceiling=steady * per_request,
         run_ceiling=len(events) / bound * 60 if (bound := limit_bound_seconds(needed, burst, steady)) else None,
+        sandbox_cpu=sandbox_finished - sandbox_started
+        if sandbox_started is not None and sandbox_finished is not None
+        else None,
     )
 
 
@@ -193,6 +212,12 @@ def report(result: Result) -> None:
             else "        ceiling for a run of this size (both windows): none, the windows let all its requests go at once\n"
         )
         + f"        requests {result.requests:,}, 429s {result.throttled:,} ({share:.2%} of requests)"
+        + (
+            f"\n        sandbox CPU {result.sandbox_cpu:.1f} s = {result.sandbox_cpu / result.requests * 1000:.1f} ms per "
+            f"request, busy {result.sandbox_cpu / result.seconds:.0%} of the run (near 100%: the sandbox is the bound)"
+            if result.sandbox_cpu is not None and result.requests
+            else ""
+        )
     )
     if result.mode == "bulk":
         met = result.per_minute >= TARGET_SHARE * result.sustained_ceiling and share < MAX_THROTTLED_SHARE
