@@ -19,7 +19,10 @@ METRICS_PAGE = 200
 @handles("create_event")
 def create_event(call: Call) -> Response:
     attributes = call.data()["attributes"]
-    event = EventChecks(now()).check(attributes, "/data/attributes")
+    try:
+        event = EventChecks(now()).check(attributes)
+    except ApiError as error:
+        raise error.under("/data/attributes") from None
     profile, _ = call.store.resolve_profile(
         attributes["profile"]["data"],
         "/data/attributes/profile/data",
@@ -48,7 +51,10 @@ def bulk_create_events(call: Call) -> Response:
     for i, entry in enumerate(entries):
         scope = store.dedupe_scope(references[i], identities[i], index)
         for j, event in enumerate(entry["attributes"]["events"]["data"]):
-            checked_event = checks.check(event["attributes"], f"{base}/{i}/attributes/events/data/{j}/attributes")
+            try:
+                checked_event = checks.check(event["attributes"])
+            except ApiError as error:
+                raise error.under(f"{base}/{i}/attributes/events/data/{j}/attributes") from None
             unique_id = checked_event.unique_id
             if unique_id is not None:
                 key = (scope, checked_event.metric, unique_id)
@@ -62,7 +68,7 @@ def bulk_create_events(call: Call) -> Response:
                     )
             checked.append((i, checked_event))
     profiles = store.resolve_event_profiles(
-        references, [f"{base}/{i}/attributes/profile/data" for i in range(len(entries))], identities, index
+        references, lambda i: f"{base}/{i}/attributes/profile/data", identities, index
     )
     store.record_events([(profiles[i], checked_event) for i, checked_event in checked])
     return Response(status_code=202)

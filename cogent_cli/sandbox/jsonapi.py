@@ -85,6 +85,13 @@ class ApiError(Exception):
     def one(cls, status: int, detail: str, **fields: Any) -> ApiError:
         return cls(status, [error_entry(status, detail, **fields)])
 
+    def under(self, prefix: str) -> ApiError:
+        """This error with its pointers, given relative to a part of the body, put under `prefix`."""
+        for entry in self.errors:
+            if "pointer" in entry["source"]:
+                entry["source"]["pointer"] = prefix + entry["source"]["pointer"]
+        return self
+
     def response(self) -> Response:
         return json_response({"errors": self.errors}, self.status, self.headers)
 

@@ -15,7 +15,7 @@ import sqlite3
 import string
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -394,7 +394,7 @@ class SandboxStore:
     def resolve_event_profiles(
         self,
         references: Sequence[Mapping[str, Any]],
-        pointers: Sequence[str],
+        pointer_of: Callable[[int], str],
         identities: Sequence[Mapping[str, str]],
         index: dict[tuple[str, str], str],
     ) -> list[str]:
@@ -406,11 +406,11 @@ class SandboxStore:
         identifiers (an invalid identifier matches no stored one, so it always reaches the checks
         below), and the index learns the profiles created for them. The first reference that would
         change a profile goes through `resolve_profile`; the index may be stale from there on, so the
-        rest do too.
+        rest do too. `pointer_of(i)` gives reference i's JSON pointer, made only where it may be needed.
         """
         found: list[str] = []
         trusted = True
-        for data, pointer, identity in zip(references, pointers, identities, strict=True):
+        for position, (data, identity) in enumerate(zip(references, identities, strict=True)):
             if trusted and _identifiers_only(data):
                 owners = {index.get(item) for item in identity.items()}
                 if len(owners) == 1 and None not in owners:
@@ -418,6 +418,7 @@ class SandboxStore:
                     found.append(owners.pop())
                     continue
                 if owners == {None}:
+                    pointer = pointer_of(position)
                     identifiers = self.identifiers_of(data["attributes"], f"{pointer}/attributes")
                     profile = self.create_profile(
                         data["attributes"], f"{pointer}/attributes", identifiers=identifiers, holders={}
@@ -426,7 +427,7 @@ class SandboxStore:
                     found.append(profile["id"])
                     continue
             trusted = False
-            profile, _ = self.resolve_profile(data, pointer, meta=data.get("meta"))
+            profile, _ = self.resolve_profile(data, pointer_of(position), meta=data.get("meta"))
             found.append(profile["id"])
         return found
 
@@ -586,18 +587,19 @@ class EventChecks:
         self.current = current
         self.latest = current + timedelta(days=365)
 
-    def check(self, attributes: Mapping[str, Any], pointer: str) -> CheckedEvent:
-        """-> the event as stored; `ApiError` (400, pointing under `pointer`) for the first limit broken."""
+    def check(self, attributes: Mapping[str, Any]) -> CheckedEvent:
+        """-> the event as stored; `ApiError` (400) for the first limit broken, its pointer relative to the
+        event's attributes (see `ApiError.under`)."""
         name = attributes["metric"]["data"]["attributes"]["name"]
         if not name or len(name) >= 128:
-            raise invalid("Metric name must be 1 to 127 characters.", pointer=f"{pointer}/metric/data/attributes/name")
+            raise invalid("Metric name must be 1 to 127 characters.", pointer="/metric/data/attributes/name")
         unique_id = attributes.get("unique_id")
         if unique_id is not None and not 1 <= len(unique_id) <= MAX_UNIQUE_ID:
-            raise invalid(f"unique_id must be 1 to {MAX_UNIQUE_ID} characters.", pointer=f"{pointer}/unique_id")
+            raise invalid(f"unique_id must be 1 to {MAX_UNIQUE_ID} characters.", pointer="/unique_id")
         properties = attributes.get("properties")
         if properties and len(properties) > MAX_EVENT_PROPERTIES:
             raise invalid(
-                f"An event may have at most {MAX_EVENT_PROPERTIES} properties.", pointer=f"{pointer}/properties"
+                f"An event may have at most {MAX_EVENT_PROPERTIES} properties.", pointer="/properties"
             )
         text = attributes.get("time")
         moment = self.current if text is None else parse_datetime(text)
@@ -607,7 +609,7 @@ class EventChecks:
         if moment.year < 1990 or moment > self.latest:
             raise invalid(
                 "The time must be after the year 1990 and can only be up to 1 year in the future.",
-                pointer=f"{pointer}/time",
+                pointer="/time",
             )
         # Clients mostly send the stored form already; formatting the time again would cost more than
         # all the checks above.
