@@ -7,13 +7,11 @@ rejected request leaves no trace, as with Klaviyo's all-or-nothing validation.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import re
 import sqlite3
 import string
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -30,9 +28,7 @@ from sqlite_utils import Database
 from cogent_cli.errors import StateError
 from cogent_cli.sandbox.jsonapi import ApiError, error_entry, invalid, iso, now, parse_datetime
 from cogent_cli.sandbox.schema import migrations
-from cogent_cli.state.store import write_transaction
-
-log = logging.getLogger(__name__)
+from cogent_cli.state.store import WAL_BACKSTOP_PAGES, Checkpointer, write_transaction
 
 DB_FILE = "klaviyo.db"
 IDENTIFIERS = ("email", "phone_number", "external_id")
@@ -42,8 +38,6 @@ MAX_UNIQUE_ID = 255
 MAX_EVENT_PROPERTIES = 400
 LOOKUP_CHUNK = 500
 CACHE_KIB = 128 * 1024
-WAL_CHECKPOINT_PAGES = 16_384
-CHECKPOINT_INTERVAL = 1.0
 INSERT_CHUNK = 500
 _EVENT_COLUMNS = (
     "id, uuid, metric_id, metric_name, profile_id, unique_id, dedupe_key, time, timestamp, value, value_currency,"
@@ -140,45 +134,11 @@ def _loads(text: str | None, default: Any) -> Any:
     return json.loads(text) if text else default
 
 
-class Checkpointer:
-    """Copies the WAL into the database file every `interval` seconds from a thread and connection of
-    its own, so that no request waits while a commit does it (bulk requests write ~1 MB each, and the
-    copy and its fsync took most of a commit's time). SQLite lets go of the GIL while it copies.
-
-    Passive checkpoints never block the writer; once one has copied everything, the next transaction
-    starts the WAL again from its beginning, so the file stays small. The connection's own
-    automatic checkpoint stays as a backstop should this thread fall behind.
-    """
-
-    def __init__(self, path: Path, interval: float = CHECKPOINT_INTERVAL) -> None:
-        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._interval = interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sandbox-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._interval):
-            self.checkpoint()
-
-    def checkpoint(self) -> None:
-        try:
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:  # the next round retries; the backstop keeps the WAL bounded meanwhile
-            log.debug("WAL checkpoint skipped: %s", exc)
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._thread.join()
-        self.checkpoint()
-        self._conn.close()
-
-
 class SandboxStore:
     def __init__(self, path: Path, db: Database) -> None:
         self.path = path
         self.db = db
-        self._checkpointer = Checkpointer(path)
+        self._checkpointer = Checkpointer(path)  # the WAL is copied into the file off the request path
         # Past every id already stored (the file outlives the process) and, for a fresh file, shaped
         # by the clock so that ids look like any others.
         last = db.conn.execute("select id from events order by rowid desc limit 1").fetchone()
@@ -200,7 +160,7 @@ class SandboxStore:
             # checkpointed by `Checkpointer`; the automatic checkpoint only if the WAL passes 64 MB.
             conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             conn.execute(f"PRAGMA mmap_size={CACHE_KIB * 1024}")
-            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
             db = Database(conn)
             migrations.apply(db)
         except sqlite3.DatabaseError as exc:
@@ -598,9 +558,7 @@ class EventChecks:
             raise invalid(f"unique_id must be 1 to {MAX_UNIQUE_ID} characters.", pointer="/unique_id")
         properties = attributes.get("properties")
         if properties and len(properties) > MAX_EVENT_PROPERTIES:
-            raise invalid(
-                f"An event may have at most {MAX_EVENT_PROPERTIES} properties.", pointer="/properties"
-            )
+            raise invalid(f"An event may have at most {MAX_EVENT_PROPERTIES} properties.", pointer="/properties")
         text = attributes.get("time")
         moment = self.current if text is None else parse_datetime(text)
         if moment.microsecond or moment.utcoffset():

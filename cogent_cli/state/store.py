@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from cogent_cli.errors import StateError, StateTooNewError
 from cogent_cli.state.migrations import migrations
 
 BUSY_TIMEOUT_MS = 30_000
+CHECKPOINT_INTERVAL = 1.0
+WAL_BACKSTOP_PAGES = 16_384  # 64 MB
 # SQLite's default page cache (2 MiB) is far smaller than the indexes a large ingest inserts into at
 # random (event ids are uuids): every insert then reads pages back from the file. 64 MiB keeps them.
 CACHE_KIB = 65_536
@@ -46,6 +49,45 @@ def write_transaction(db: Database) -> Iterator[Database]:
     conn.execute("COMMIT")
 
 
+class Checkpointer:
+    """Copies the WAL into the database file every `interval` seconds from a thread and connection of
+    its own, so that no commit waits while it is done: with SQLite's automatic checkpoint the commit
+    that passes the threshold copies the pages and fsyncs, and large writers (a sandbox taking bulk
+    requests, an ingest of a big file) spent much of their commit time there. SQLite lets go of the
+    GIL while it copies, so the copy runs on another core.
+
+    Passive checkpoints never block a writer and are safe beside other processes' connections; once
+    one has copied everything, the next transaction starts the WAL again from its beginning, so the
+    file stays small. The connection's own automatic checkpoint, raised to `WAL_BACKSTOP_PAGES`,
+    stays as a backstop should this thread fall behind.
+    """
+
+    def __init__(self, path: Path, interval: float = CHECKPOINT_INTERVAL) -> None:
+        self._conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        self._interval = interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the next round retries; the backstop keeps the WAL bounded meanwhile
+            log.debug("WAL checkpoint skipped: %s", exc)
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        self.checkpoint()
+        self._conn.close()
+
+
 @dataclass(frozen=True)
 class StateInfo:
     path: Path
@@ -57,9 +99,10 @@ class StateInfo:
 
 
 class Store:
-    def __init__(self, path: Path, db: Database) -> None:
+    def __init__(self, path: Path, db: Database, checkpointer: Checkpointer | None = None) -> None:
         self.path = path
         self.db = db
+        self._checkpointer = checkpointer
 
     @classmethod
     def open(cls, path: Path, *, migrate: bool = True) -> Store:
@@ -74,18 +117,27 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"{path} is not a usable SQLite state file ({exc})",
                 hint="Restore it from a backup, or move it aside and run `cogent db migrate` to start afresh.",
             ) from None
         store = cls(path, Database(conn))
-        store._refuse_newer_schema()
-        if migrate:
-            store.migrate()
+        try:
+            store._refuse_newer_schema()
+            if migrate:
+                store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        # Only a file this version may use gets checkpointed: a refused one is left as it was found.
+        store._checkpointer = Checkpointer(path)
         return store
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.db.close()
 
     def __enter__(self) -> Store:

@@ -6,6 +6,8 @@ import hashlib
 import json
 import sqlite3
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from cogent_cli.cli import app
 from cogent_cli.errors import StateError, StateTooNewError
 from cogent_cli.state import Store
 from cogent_cli.state.migrations import migrations
+from cogent_cli.state.store import Checkpointer
 from cogent_cli.workspace import Workspace
 
 ALL = [m.name for m in migrations._migrations]
@@ -201,3 +204,50 @@ def test_none_is_bound_as_sql_null_in_every_statement_form(tmp_path: Path) -> No
         store.close()
 
     assert rows == [("null", "one"), ("null", "two")]
+
+
+def _rows_in_file_alone(path: Path, table: str = "events") -> int:
+    """Rows the database file holds by itself, ignoring whatever is still only in its WAL."""
+    with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as conn:
+        return conn.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def test_the_checkpointer_copies_committed_writes_into_the_file_while_writers_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # only the checkpointer copies
+    writer.execute("create table events (id)")
+    checkpointer = Checkpointer(path, interval=0.01)
+    try:
+        writer.executemany("insert into events values (?)", [(n,) for n in range(100)])
+        deadline = time.monotonic() + 5
+        while _rows_in_file_alone(path) < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _rows_in_file_alone(path) == 100
+    finally:
+        checkpointer.close()
+        writer.close()
+
+
+def test_closing_the_store_copies_its_wal_into_the_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with Store.open(path) as store:
+        store.db.conn.execute("create table readings (id)")
+        store.db.conn.executemany("insert into readings values (?)", [(n,) for n in range(10)])
+
+    assert _rows_in_file_alone(path, "readings") == 10
+    assert not [t for t in threading.enumerate() if t.name == "sqlite-checkpoint"]
+
+
+def test_a_store_refused_at_open_leaves_no_checkpoint_thread_behind(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    Store.open(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "insert into _sqlite_migrations (migration_set, name, applied_at) values ('cogent', 'm999_future', '')"
+        )
+
+    with pytest.raises(StateTooNewError):
+        Store.open(path)
+    assert not [t for t in threading.enumerate() if t.name == "sqlite-checkpoint"]

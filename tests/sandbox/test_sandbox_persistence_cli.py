@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ from typer.testing import CliRunner
 
 from cogent_cli.cli import app
 from cogent_cli.sandbox import run_sandbox
-from cogent_cli.sandbox.store import DB_FILE, Checkpointer
+from cogent_cli.sandbox.store import DB_FILE
 
 
 def _fill(data: Path, headers: dict[str, str], events) -> None:
@@ -58,30 +57,10 @@ def _events_in_file_alone(path: Path) -> int:
         return conn.execute("select count(*) from events").fetchone()[0]
 
 
-def test_closing_the_sandbox_copies_its_wal_into_the_data_file(
-    tmp_path: Path, headers: dict[str, str], events
-) -> None:
+def test_closing_the_sandbox_copies_its_wal_into_the_data_file(tmp_path: Path, headers: dict[str, str], events) -> None:
     _fill(tmp_path / "data", headers, events)
 
     assert _events_in_file_alone(tmp_path / "data" / DB_FILE) == 2
-
-
-def test_the_checkpointer_copies_committed_writes_while_the_sandbox_runs(tmp_path: Path) -> None:
-    path = tmp_path / "wal.db"
-    writer = sqlite3.connect(path, isolation_level=None)
-    writer.execute("PRAGMA journal_mode=WAL")
-    writer.execute("PRAGMA wal_autocheckpoint=0")  # only the checkpointer copies
-    writer.execute("create table events (id)")
-    checkpointer = Checkpointer(path, interval=0.01)
-    try:
-        writer.executemany("insert into events values (?)", [(n,) for n in range(100)])
-        deadline = time.monotonic() + 5
-        while _events_in_file_alone(path) < 100 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert _events_in_file_alone(path) == 100
-    finally:
-        checkpointer.close()
-        writer.close()
 
 
 def test_data_file_is_private(tmp_path: Path, headers: dict[str, str], events) -> None:
