@@ -13,18 +13,17 @@ normaliser declares what identifies its kind); `kind=` overrides detection.
 from __future__ import annotations
 
 import csv
-import gc
 import hashlib
 import io
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from cogent_cli.collector import fewer_collections
 from cogent_cli.config import SOURCE_SYSTEMS, Config
 from cogent_cli.errors import UsageError
 from cogent_cli.inbox import (
@@ -46,6 +45,8 @@ RECEIVE_BATCH = 5000
 INGEST_BATCH = 20_000
 JSON_CHUNK = 1 << 16
 # Allocations between young-generation garbage collections while ingesting (Python's default is 700).
+# A batch keeps tens of thousands of records and events alive, and every collection walked them again:
+# at the default that was about an eighth of an ingest's CPU time.
 INGEST_GC_THRESHOLD = 50_000
 # The CSV module's default field limit (128 KiB) is too small for some report cells.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -273,19 +274,6 @@ def iter_json_values(text: io.TextIOBase, path: Path) -> Iterator[Any]:
             buffer, position = buffer[end:], 0
 
 
-@contextmanager
-def fewer_collections() -> Iterator[None]:
-    """Collect garbage less often for the duration. A batch keeps tens of thousands of records and
-    events alive, and every collection walks them again: at Python's default threshold that was
-    about an eighth of an ingest's CPU time. Cycles are still collected, only in larger steps."""
-    threshold = gc.get_threshold()
-    gc.set_threshold(max(threshold[0], INGEST_GC_THRESHOLD), *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-
-
 def ingest_paths(
     store: Store,
     config: Config,
@@ -318,7 +306,7 @@ def ingest_paths(
     now = utc_now()
     if normalise:
         summary.normalised = NormaliseSummary()
-    with fewer_collections():
+    with fewer_collections(INGEST_GC_THRESHOLD):
         for path in paths:
             summary.files += 1
             batch: list[Entry] = []
