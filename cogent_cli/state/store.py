@@ -99,10 +99,10 @@ class StateInfo:
 
 
 class Store:
-    def __init__(self, path: Path, db: Database, checkpointer: Checkpointer | None = None) -> None:
+    def __init__(self, path: Path, db: Database) -> None:
         self.path = path
         self.db = db
-        self._checkpointer = checkpointer
+        self._checkpointer: Checkpointer | None = None  # started by `open` once the file is accepted
 
     @classmethod
     def open(cls, path: Path, *, migrate: bool = True) -> Store:
