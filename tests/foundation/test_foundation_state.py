@@ -206,6 +206,10 @@ def test_none_is_bound_as_sql_null_in_every_statement_form(tmp_path: Path) -> No
     assert rows == [("null", "one"), ("null", "two")]
 
 
+def _checkpoint_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == "sqlite-checkpoint"}
+
+
 def _rows_in_file_alone(path: Path, table: str = "events") -> int:
     """Rows the database file holds by itself, ignoring whatever is still only in its WAL."""
     with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as conn:
@@ -232,12 +236,14 @@ def test_the_checkpointer_copies_committed_writes_into_the_file_while_writers_go
 
 def test_closing_the_store_copies_its_wal_into_the_state_file(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
+    before = _checkpoint_threads()
     with Store.open(path) as store:
+        assert len(_checkpoint_threads() - before) == 1
         store.db.conn.execute("create table readings (id)")
         store.db.conn.executemany("insert into readings values (?)", [(n,) for n in range(10)])
 
     assert _rows_in_file_alone(path, "readings") == 10
-    assert not [t for t in threading.enumerate() if t.name == "sqlite-checkpoint"]
+    assert _checkpoint_threads() - before == set()
 
 
 def test_a_store_refused_at_open_leaves_no_checkpoint_thread_behind(tmp_path: Path) -> None:
@@ -248,6 +254,7 @@ def test_a_store_refused_at_open_leaves_no_checkpoint_thread_behind(tmp_path: Pa
             "insert into _sqlite_migrations (migration_set, name, applied_at) values ('cogent', 'm999_future', '')"
         )
 
+    before = _checkpoint_threads()
     with pytest.raises(StateTooNewError):
         Store.open(path)
-    assert not [t for t in threading.enumerate() if t.name == "sqlite-checkpoint"]
+    assert _checkpoint_threads() - before == set()
