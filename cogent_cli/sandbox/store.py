@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import phonenumbers
-from pydantic_core import to_json
 from sqlite_utils import Database
 
 from cogent_cli.errors import StateError
+from cogent_cli.normalise import json_text
 from cogent_cli.sandbox.jsonapi import ApiError, error_entry, invalid, iso, now, parse_datetime
 from cogent_cli.sandbox.schema import migrations
 from cogent_cli.state.store import WAL_BACKSTOP_PAGES, Checkpointer, write_transaction
@@ -50,6 +50,7 @@ _ALNUM = string.ascii_letters + string.digits
 _ALNUM_BYTES = bytes(ord(_ALNUM[byte % len(_ALNUM)]) for byte in range(256))
 _UUID_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 EVENT_ID_LENGTH = 16
+_EARLIEST_EVENT = datetime(1990, 1, 1, tzinfo=UTC).timestamp()
 _STORED_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00")
 
 
@@ -545,7 +546,7 @@ class EventChecks:
 
     def __init__(self, current: datetime) -> None:
         self.current = current
-        self.latest = current + timedelta(days=365)
+        self.latest = (current + timedelta(days=365)).timestamp()
 
     def check(self, attributes: Mapping[str, Any]) -> CheckedEvent:
         """-> the event as stored; `ApiError` (400) for the first limit broken, its pointer relative to the
@@ -559,28 +560,31 @@ class EventChecks:
         properties = attributes.get("properties")
         if properties and len(properties) > MAX_EVENT_PROPERTIES:
             raise invalid(f"An event may have at most {MAX_EVENT_PROPERTIES} properties.", pointer="/properties")
-        text = attributes.get("time")
-        moment = self.current if text is None else parse_datetime(text)
-        if moment.microsecond or moment.utcoffset():
+        stamp = attributes.get("time")
+        # Clients mostly send the stored form already: parsing and formatting it again would cost more
+        # than all the checks above.
+        if stamp is not None and _STORED_TIME.fullmatch(stamp):
+            timestamp = datetime.fromisoformat(stamp).timestamp()
+        else:
+            moment = self.current if stamp is None else parse_datetime(stamp)
             moment = moment.astimezone(UTC).replace(microsecond=0)
-            text = None
-        if moment.year < 1990 or moment > self.latest:
+            stamp, timestamp = moment.isoformat(), moment.timestamp()
+        if not _EARLIEST_EVENT <= timestamp <= self.latest:
             raise invalid(
                 "The time must be after the year 1990 and can only be up to 1 year in the future.",
                 pointer="/time",
             )
-        # Clients mostly send the stored form already; formatting the time again would cost more than
-        # all the checks above.
-        stamp = text if text is not None and _STORED_TIME.fullmatch(text) else moment.isoformat()
-        return CheckedEvent(
-            name,
-            unique_id,
-            stamp,
-            int(moment.timestamp()),
-            attributes.get("value"),
-            attributes.get("value_currency"),
-            to_json(properties).decode() if properties else "{}",
-            1 if attributes.get("backfill") else 0,
+        return CheckedEvent._make(
+            (
+                name,
+                unique_id,
+                stamp,
+                int(timestamp),
+                attributes.get("value"),
+                attributes.get("value_currency"),
+                json_text.dumps(properties) if properties else "{}",
+                1 if attributes.get("backfill") else 0,
+            )
         )
 
 
