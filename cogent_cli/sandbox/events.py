@@ -46,10 +46,16 @@ def bulk_create_events(call: Call) -> Response:
     index = store.identity_index(identities)
     checks = EventChecks(now())
     # Everything is checked before anything is written: one bad event fails the whole request.
-    seen: dict[tuple[str, str, str], tuple[int, int]] = {}
+    # A unique_id may repeat for another profile; which profile an event is for is only worked out
+    # when its metric and unique_id have been seen before in the request (rarely).
+    first_of: dict[tuple[str, str], tuple[int, int]] = {}
+    scoped: dict[tuple[str, str, str], tuple[int, int]] = {}
+
+    def scope(i: int) -> str:
+        return store.dedupe_scope(references[i], identities[i], index)
+
     checked = []
     for i, entry in enumerate(entries):
-        scope = store.dedupe_scope(references[i], identities[i], index)
         for j, event in enumerate(entry["attributes"]["events"]["data"]):
             try:
                 checked_event = checks.check(event["attributes"])
@@ -57,15 +63,18 @@ def bulk_create_events(call: Call) -> Response:
                 raise error.under(f"{base}/{i}/attributes/events/data/{j}/attributes") from None
             unique_id = checked_event.unique_id
             if unique_id is not None:
-                key = (scope, checked_event.metric, unique_id)
-                first = seen.setdefault(key, (i, j))
+                key = (checked_event.metric, unique_id)
+                first = first_of.setdefault(key, (i, j))
                 if first != (i, j):
-                    raise invalid(
-                        f"unique_id '{unique_id}' is repeated for the same profile and metric (first at "
-                        f"{base}/{first[0]}/attributes/events/data/{first[1]}/attributes/unique_id); "
-                        "the request failed and no events were processed.",
-                        pointer=f"{base}/{i}/attributes/events/data/{j}/attributes/unique_id",
-                    )
+                    scoped.setdefault((scope(first[0]), *key), first)
+                    prior = scoped.setdefault((scope(i), *key), (i, j))
+                    if prior != (i, j):
+                        raise invalid(
+                            f"unique_id '{unique_id}' is repeated for the same profile and metric (first at "
+                            f"{base}/{prior[0]}/attributes/events/data/{prior[1]}/attributes/unique_id); "
+                            "the request failed and no events were processed.",
+                            pointer=f"{base}/{i}/attributes/events/data/{j}/attributes/unique_id",
+                        )
             checked.append((i, checked_event))
     profiles = store.resolve_event_profiles(
         references, lambda i: f"{base}/{i}/attributes/profile/data", identities, index

@@ -164,6 +164,31 @@ def test_bulk_request_with_a_repeated_unique_id_is_rejected_whole(
     assert sandbox.db["profiles"].count == 0
 
 
+def test_bulk_unique_id_repeat_is_judged_per_profile(api: httpx.Client, sandbox: Sandbox, bulk, bulk_entry) -> None:
+    # o-1 for a and for b is fine; b's second o-1 repeats b's, not a's.
+    body = bulk(
+        [
+            ({"email": "a@example.com"}, [bulk_entry("Placed Order", "o-1")]),
+            ({"email": "b@example.com"}, [bulk_entry("Placed Order", "o-1"), bulk_entry("Placed Order", "o-2")]),
+            ({"email": "c@example.com"}, [bulk_entry("Placed Order", "o-1")]),
+            ({"email": "B@example.com"}, [bulk_entry("Placed Order", "o-1")]),
+        ]
+    )
+
+    response = api.post("/api/event-bulk-create-jobs", json=body)
+
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    base = "/data/attributes/events-bulk-create/data"
+    assert error["source"]["pointer"] == f"{base}/3/attributes/events/data/0/attributes/unique_id"
+    assert f"first at {base}/1/attributes/events/data/0/attributes/unique_id" in error["detail"]
+    assert sandbox.db["events"].count == 0
+
+    del body["data"]["attributes"]["events-bulk-create"]["data"][3]
+    assert api.post("/api/event-bulk-create-jobs", json=body).status_code == 202
+    assert sandbox.db["events"].count == 4
+
+
 def test_bulk_request_with_an_invalid_event_writes_nothing(
     api: httpx.Client, sandbox: Sandbox, bulk, bulk_entry
 ) -> None:
