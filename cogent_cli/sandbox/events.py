@@ -9,7 +9,7 @@ from starlette.responses import Response
 from cogent_cli.sandbox.calls import Call, handles, paginate
 from cogent_cli.sandbox.filters import COMPARATORS, sql_value
 from cogent_cli.sandbox.jsonapi import ApiError, invalid, json_response, not_found, now
-from cogent_cli.sandbox.resources import event_resource, metric_resource, profile_resource
+from cogent_cli.sandbox.resources import event_number, event_resource, metric_resource, profile_resource
 from cogent_cli.sandbox.store import EventChecks, scope_identifiers
 
 MAX_BULK_EVENTS = 1000
@@ -138,7 +138,8 @@ def get_events(call: Call) -> Response:
 
 @handles("get_event")
 def get_event(call: Call) -> Response:
-    event = call.store.one("select * from events where id = ?", [call.path_params["id"]])
+    number = event_number(call.path_params["id"])
+    event = None if number is None else call.store.one("select * from events where id = ?", [number])
     if event is None:
         raise not_found(f"An event with id '{call.path_params['id']}' does not exist.")
     body: dict[str, Any] = {"data": event_resource(call.base_url, event), "links": {"self": str(call.url)}}

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
+from cogent_cli.sandbox.schema import EVENT_ID_FORM
 from cogent_cli.sandbox.store import IDENTIFIERS, PLAIN_FIELDS, SandboxStore
+
+# Event uuids are derived from event ids in this namespace (stable, unique per id, never stored).
+EVENT_UUIDS = uuid.UUID("5d1c1b52-7f0e-4d7a-9a55-3f2f6c9e8b10")
 
 LOCATION_FIELDS = (
     "address1",
@@ -155,25 +160,33 @@ def event_properties(event: dict[str, Any]) -> dict[str, Any]:
     return properties
 
 
+def event_api_id(number: int) -> str:
+    return f"{number:016x}"
+
+
+def event_number(api_id: str) -> int | None:
+    """The stored number of an event id as the API shows it; None for text no event id can be."""
+    return int(api_id, 16) if EVENT_ID_FORM.fullmatch(api_id) else None
+
+
 def event_resource(base_url: str, event: dict[str, Any]) -> dict[str, Any]:
+    event_id = event_api_id(event["id"])
     return {
         "type": "event",
-        "id": event["id"],
+        "id": event_id,
         "attributes": {
             "timestamp": event["timestamp"],
             "event_properties": event_properties(event),
             "datetime": event["time"],
-            "uuid": event["uuid"],
+            "uuid": str(uuid.uuid5(EVENT_UUIDS, event_id)),
         },
         "relationships": {
             "profile": relationship(
-                base_url, "event", event["id"], "profile", {"type": "profile", "id": event["profile_id"]}
+                base_url, "event", event_id, "profile", {"type": "profile", "id": event["profile_id"]}
             ),
-            "metric": relationship(
-                base_url, "event", event["id"], "metric", {"type": "metric", "id": event["metric_id"]}
-            ),
+            "metric": relationship(base_url, "event", event_id, "metric", {"type": "metric", "id": event["metric_id"]}),
         },
-        "links": {"self": f"{base_url}/api/events/{event['id']}/"},
+        "links": {"self": f"{base_url}/api/events/{event_id}/"},
     }
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("cogent-sandbox")
+# An event id as the API shows it: its number in 16 hex digits.
+EVENT_ID_FORM = re.compile(r"[0-9a-f]{16}")
 
 
 @migrations()
@@ -135,3 +139,21 @@ def m002_last_event_date_from_events(db: Database) -> None:
     # A profile's last event date is read from its events (see `SandboxStore.last_event_date`), so bulk
     # requests no longer update a thousand profile rows each.
     db["profiles"].transform(drop={"last_event_date"})
+
+
+@migrations()
+def m003_event_numbers(db: Database) -> None:
+    # An event's id is its row number, shown in hex (resources.py `event_api_id`), and its uuid is
+    # derived from the id (`event_resource`): bulk requests then write neither a second key index nor a
+    # thousand random UUIDs.
+    # Ids already in the hex form keep their number; older ones (random letters) are numbered after them.
+    rows = db.conn.execute("select rowid, id from events order by rowid").fetchall()
+    numbers = {rowid: int(text, 16) for rowid, text in rows if EVENT_ID_FORM.fullmatch(text)}
+    following = max(numbers.values(), default=0) + 1
+    for rowid, _ in rows:
+        if rowid not in numbers:
+            numbers[rowid], following = following, following + 1
+    # Negated while the ids are still text, so that no new id meets an old one that reads the same.
+    db.conn.executemany("update events set id = ? where rowid = ?", [(str(-n), rowid) for rowid, n in numbers.items()])
+    db["events"].transform(types={"id": int}, drop={"uuid"})
+    db.execute("update events set id = -id")

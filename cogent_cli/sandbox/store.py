@@ -40,7 +40,7 @@ LOOKUP_CHUNK = 500
 CACHE_KIB = 128 * 1024
 INSERT_CHUNK = 500
 _EVENT_COLUMNS = (
-    "id, uuid, metric_id, metric_name, profile_id, unique_id, dedupe_key, time, timestamp, value, value_currency,"
+    "id, metric_id, metric_name, profile_id, unique_id, dedupe_key, time, timestamp, value, value_currency,"
     " properties, backfill, received_at"
 )
 _EVENT_PLACEHOLDERS = "(" + ", ".join("?" * (_EVENT_COLUMNS.count(",") + 1)) + ")"
@@ -48,8 +48,6 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ALNUM = string.ascii_letters + string.digits
 _ALNUM_BYTES = bytes(ord(_ALNUM[byte % len(_ALNUM)]) for byte in range(256))
-_UUID_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-EVENT_ID_LENGTH = 16
 _EARLIEST_EVENT = datetime(1990, 1, 1, tzinfo=UTC).timestamp()
 _STORED_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00")
 
@@ -67,17 +65,6 @@ def new_profile_id() -> str:
 def new_short_id(length: int = 6) -> str:
     """Letters and digits (random bytes mapped onto them in one call: bulk requests make thousands)."""
     return _ids.randbytes(length).translate(_ALNUM_BYTES).decode()
-
-
-def new_uuids(count: int) -> list[str]:
-    """`count` random (version 4) UUIDs from one draw of random bytes."""
-    digits = _ids.randbytes(16 * count).hex()
-    uuids = []
-    for start in range(0, 32 * count, 32):
-        t = digits[start : start + 32]
-        # RFC 4122 version 4: the version digit is 4 and the variant bits are 10.
-        uuids.append(f"{t[:8]}-{t[8:12]}-4{t[13:16]}-{_UUID_VARIANT[t[16]]}{t[17:20]}-{t[20:]}")
-    return uuids
 
 
 def duplicate_profile(existing_id: str, pointer: str = "/data/attributes") -> ApiError:
@@ -142,9 +129,8 @@ class SandboxStore:
         self._checkpointer = Checkpointer(path)  # the WAL is copied into the file off the request path
         # Past every id already stored (the file outlives the process) and, for a fresh file, shaped
         # by the clock so that ids look like any others.
-        last = db.conn.execute("select id from events order by rowid desc limit 1").fetchone()
-        after = int(last[0], 16) + 1 if last and len(last[0]) == EVENT_ID_LENGTH else 0
-        self._next_event = max(time.time_ns() // 1000, after)
+        (last,) = db.conn.execute("select max(id) from events").fetchone()
+        self._next_event = max(time.time_ns() // 1000, (last or 0) + 1)
 
     @classmethod
     def open(cls, data_dir: Path) -> SandboxStore:
@@ -465,8 +451,9 @@ class SandboxStore:
         there. -> how many were stored (the rest were duplicates, dropped silently)."""
         metrics: dict[str, str] = {}
         received = iso(now())
-        ids = self._event_ids(len(events))
-        uuids = new_uuids(len(events))
+        # Numbered in order, so that the table grows at its end (bulk requests write a thousand at a time).
+        first_id = self._next_event
+        self._next_event += len(events)
         rows: list[tuple[Any, ...]] = []
         append = rows.append
         for index, (profile_id, event) in enumerate(events):
@@ -474,8 +461,7 @@ class SandboxStore:
             metric_id = metrics.get(name) or metrics.setdefault(name, self.metric_for(name)["id"])
             append(
                 (
-                    ids[index],
-                    uuids[index],
+                    first_id + index,
                     metric_id,
                     name,
                     profile_id,
@@ -505,13 +491,6 @@ class SandboxStore:
         """The time of the profile's latest event (Klaviyo's `last_event_date`)."""
         (latest,) = self.db.conn.execute("select max(time) from events where profile_id = ?", [profile_id]).fetchone()
         return latest
-
-    def _event_ids(self, count: int) -> list[str]:
-        """Fresh event ids, in the order they are made: the primary key index then grows at its end
-        instead of taking every insert at a random place (bulk requests write a thousand at a time)."""
-        first = self._next_event
-        self._next_event += count
-        return [f"{number:0{EVENT_ID_LENGTH}x}" for number in range(first, first + count)]
 
     @staticmethod
     def dedupe_scope(

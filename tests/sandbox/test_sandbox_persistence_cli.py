@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 
 import httpx
+from sqlite_utils import Database
 from typer.testing import CliRunner
 
 from cogent_cli.cli import app
 from cogent_cli.sandbox import run_sandbox
+from cogent_cli.sandbox.schema import migrations
 from cogent_cli.sandbox.store import DB_FILE
 
 
@@ -49,6 +51,43 @@ def test_event_ids_made_after_a_restart_follow_the_stored_ones(tmp_path: Path, h
 
     assert before == sorted(before)
     assert after > max(before)
+
+
+def test_events_stored_before_ids_were_numbers_keep_their_ids_and_dedupe(
+    tmp_path: Path, headers: dict[str, str], events
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    old = Database(data / DB_FILE)
+    migrations.apply(old, stop_before="m003_event_numbers")
+    stamp = "2026-07-01T00:00:00+00:00"
+    old["profiles"].insert({"id": "01P", "email": "a@example.com", "created": stamp, "updated": stamp})
+    old["metrics"].insert({"id": "M1", "name": "Placed Order", "created": stamp, "updated": stamp})
+    # A hex id, a hex id of digits alone (it reads like a decimal number) and a legacy random one.
+    for event_id, unique_id in [("00000000000000ff", "o-1"), ("1764771234567890", "o-2"), ("aB3dE5fG7hJ9", "o-3")]:
+        old["events"].insert(
+            {
+                "id": event_id, "uuid": "u", "metric_id": "M1", "metric_name": "Placed Order", "profile_id": "01P",
+                "unique_id": unique_id, "dedupe_key": unique_id, "time": stamp, "timestamp": 1782864000,
+                "properties": "{}", "backfill": 0, "received_at": stamp,
+            }
+        )  # fmt: skip
+    old.close()
+
+    with run_sandbox(data) as sandbox, httpx.Client(base_url=sandbox.base_url, headers=headers) as client:
+        listed = client.get("/api/events", params={"sort": "datetime"}).json()["data"]
+        ids = {event["attributes"]["event_properties"]["$event_id"]: event["id"] for event in listed}
+        assert ids == {"o-1": "00000000000000ff", "o-2": "1764771234567890", "o-3": "1764771234567891"}
+        assert len({event["attributes"]["uuid"] for event in listed}) == 3
+        again = client.get(f"/api/events/{ids['o-3']}").json()["data"]
+        assert again["attributes"]["uuid"] == next(e["attributes"]["uuid"] for e in listed if e["id"] == ids["o-3"])
+        assert client.get("/api/events/aB3dE5fG7hJ9").status_code == 404
+        repeat = events("Placed Order", "o-2", profile={"email": "a@example.com"})
+        assert client.post("/api/events", json=repeat).status_code == 202
+        assert sandbox.db["events"].count == 3
+        assert client.post("/api/events", json=events("Placed Order", "o-4")).status_code == 202
+        newest = client.get("/api/events", params={"sort": "-datetime"}).json()["data"][0]["id"]
+        assert int(newest, 16) > 0x1764771234567891
 
 
 def _events_in_file_alone(path: Path) -> int:
