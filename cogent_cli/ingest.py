@@ -188,7 +188,7 @@ class _Source:
             header = [name.strip() for name in header]
             normaliser = self.kind or detect_csv_kind(self.system, self.config, header, self.path)
             for values in reader:
-                if not any(value.strip() for value in values):
+                if not "".join(values).strip():  # blank cells only
                     continue
                 record: dict[str, Any] = dict(zip(header, values, strict=False))
                 if len(values) != len(header):

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -96,13 +96,14 @@ class OrderLedger:
 
 
 def _parcels(parcels: Iterable[Parcel | Mapping[str, Any]]) -> list[Parcel]:
-    from cogent_cli.normalise.base import NormaliseError
-
     result = []
     for index, parcel in enumerate(parcels):
         try:
             result.append(parcel if isinstance(parcel, Parcel) else Parcel.model_validate(parcel))
         except ValidationError as exc:
+            # Imported here, on the failure path only: base imports this module.
+            from cogent_cli.normalise.base import NormaliseError
+
             raise NormaliseError.from_validation(exc, prefix=f"parcels.{index}.") from None
     return result
 
@@ -123,23 +124,25 @@ def _method_values(method: ShipMethod) -> tuple[str | None, ...]:
 def _fingerprint(granularity: str, parcels: Sequence[Parcel], items: Mapping[str, int]) -> str:
     """A digest of what is known about a shipment (parcels in any order), to tell news from repeats."""
     described = sorted(
-        repr(
-            (
-                p.parcel_id,
-                p.tracking_number,
-                p.tracking_url,
-                _method_values(p.ship_method) if p.ship_method else None,
-                sorted((i.sku, i.line_id or "", i.quantity) for i in p.items),
+        [
+            repr(
+                (
+                    p.parcel_id,
+                    p.tracking_number,
+                    p.tracking_url,
+                    _method_values(p.ship_method) if p.ship_method else None,
+                    sorted([(i.sku, i.line_id or "", i.quantity) for i in p.items]),
+                )
             )
-        )
-        for p in parcels
+            for p in parcels
+        ]
     )
     picture = repr((granularity, described, sorted(items.items())))
     return hashlib.sha256(picture.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class KnownShipment:
+class KnownShipment(NamedTuple):
+    # A named tuple rather than a frozen dataclass: one is built per shipment announced.
     order_number: str | None
     granularity: str
     fingerprint: str

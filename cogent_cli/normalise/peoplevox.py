@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from cogent_cli.config import Config, PeoplevoxSettings
 from cogent_cli.events import Money, NormalisedEvent, Parcel, ShipMethod
@@ -104,8 +104,8 @@ def _key_time(value: Any) -> str:
 # -- Despatch summary --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DespatchLine:
+class DespatchLine(NamedTuple):
+    # A named tuple rather than a frozen dataclass: one is built per report row, four times faster.
     despatch_number: str
     order_number: str | None
     source_order_id: str | None

@@ -22,9 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from cogent_cli.config import SCEND_FIELDS, Config, ScendSettings
 from cogent_cli.events import NormalisedEvent, ShipMethod
@@ -122,8 +122,8 @@ def _row_hash(record: Mapping[str, Any]) -> str:
 # -- despatches --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DespatchRow:
+class DespatchRow(NamedTuple):
+    # A named tuple rather than a frozen dataclass: one is built per row or item, four times faster.
     despatch_id: str
     order_number: str | None
     source_order_id: str | None
@@ -486,7 +486,7 @@ def webhook_despatch(record: Record, ctx: NormaliseContext) -> Iterator[Normalis
             line = {"sku": item.get("sku"), "qty_despatched": item.get("qty"), "qty_ordered": item.get("qty_ordered")}
             if first is not None:
                 # The body's and the parcel's fields were read with the parcel's first item.
-                rows.append(replace(first, **_despatch_line(Fields(line, ctx, "despatches", renamed=False))))
+                rows.append(first._replace(**_despatch_line(Fields(line, ctx, "despatches", renamed=False))))
                 continue
             flat = {
                 **top,
