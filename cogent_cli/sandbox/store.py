@@ -358,8 +358,8 @@ class SandboxStore:
         found: list[str] = []
         trusted = True
         for position, (data, identity) in enumerate(zip(references, identities, strict=True)):
-            if trusted and _identifiers_only(data):
-                owners = {index.get(item) for item in identity.items()}
+            if trusted and _identifiers_only(data, identity):
+                owners = set(map(index.get, identity.items()))
                 if len(owners) == 1 and None not in owners:
                     # Every identifier already belongs to this profile: nothing to change.
                     found.append(owners.pop())
@@ -581,12 +581,12 @@ def scope_identifiers(profile_data: Mapping[str, Any]) -> dict[str, str]:
     return identifiers
 
 
-def _identifiers_only(profile_data: Mapping[str, Any]) -> bool:
-    """Whether a profile reference names a profile by identifiers alone (no id, meta or other attributes)."""
-    attributes = profile_data.get("attributes")
+def _identifiers_only(profile_data: Mapping[str, Any], identity: Mapping[str, str]) -> bool:
+    """Whether a profile reference names a profile by identifiers alone (no id, meta or other
+    attributes); `identity` is its `scope_identifiers`, which hold every identifier that is not null."""
     return (
-        not profile_data.get("id")
+        bool(identity)
+        and len(identity) == len(profile_data["attributes"])
+        and not profile_data.get("id")
         and not profile_data.get("meta")
-        and bool(attributes)
-        and all(name in IDENTIFIERS and value is not None for name, value in attributes.items())
     )
