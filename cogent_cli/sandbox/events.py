@@ -36,11 +36,13 @@ def create_event(call: Call) -> Response:
 def bulk_create_events(call: Call) -> Response:
     entries = call.data()["attributes"]["events-bulk-create"]["data"]
     base = "/data/attributes/events-bulk-create/data"
-    total = sum(len(entry["attributes"]["events"]["data"]) for entry in entries)
+    attributes = [entry["attributes"] for entry in entries]
+    event_lists = [entry_attributes["events"]["data"] for entry_attributes in attributes]
+    total = sum(map(len, event_lists))
     if total > MAX_BULK_EVENTS:
         raise invalid(f"A bulk request may hold at most {MAX_BULK_EVENTS} events, not {total}.", pointer=base)
     store = call.store
-    references = [entry["attributes"]["profile"]["data"] for entry in entries]
+    references = [entry_attributes["profile"]["data"] for entry_attributes in attributes]
     # Who is who, for every profile the request names, in one lookup (taken before anything is written).
     identities = [scope_identifiers(data) for data in references]
     index = store.identity_index(identities)
@@ -55,8 +57,8 @@ def bulk_create_events(call: Call) -> Response:
         return store.dedupe_scope(references[i], identities[i], index)
 
     checked = []
-    for i, entry in enumerate(entries):
-        for j, event in enumerate(entry["attributes"]["events"]["data"]):
+    for i, events in enumerate(event_lists):
+        for j, event in enumerate(events):
             try:
                 checked_event = checks.check(event["attributes"])
             except ApiError as error:
@@ -64,11 +66,12 @@ def bulk_create_events(call: Call) -> Response:
             unique_id = checked_event.unique_id
             if unique_id is not None:
                 key = (checked_event.metric, unique_id)
-                first = first_of.setdefault(key, (i, j))
-                if first != (i, j):
+                position = (i, j)
+                first = first_of.setdefault(key, position)
+                if first is not position:  # seen earlier in the request
                     scoped.setdefault((scope(first[0]), *key), first)
-                    prior = scoped.setdefault((scope(i), *key), (i, j))
-                    if prior != (i, j):
+                    prior = scoped.setdefault((scope(i), *key), position)
+                    if prior is not position:
                         raise invalid(
                             f"unique_id '{unique_id}' is repeated for the same profile and metric (first at "
                             f"{base}/{prior[0]}/attributes/events/data/{prior[1]}/attributes/unique_id); "
