@@ -9,7 +9,8 @@ from starlette.responses import Response
 from cogent_cli.sandbox.calls import Call, handles, paginate
 from cogent_cli.sandbox.filters import COMPARATORS, sql_value
 from cogent_cli.sandbox.jsonapi import ApiError, invalid, json_response, not_found, now
-from cogent_cli.sandbox.resources import event_number, event_resource, metric_resource, profile_resource
+from cogent_cli.sandbox.resources import event_resource, metric_resource, profile_resource
+from cogent_cli.sandbox.schema import event_number
 from cogent_cli.sandbox.store import EventChecks, scope_identifiers
 
 MAX_BULK_EVENTS = 1000

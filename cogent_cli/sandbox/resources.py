@@ -6,7 +6,7 @@ import json
 import uuid
 from typing import Any
 
-from cogent_cli.sandbox.schema import EVENT_ID_FORM
+from cogent_cli.sandbox.schema import event_api_id
 from cogent_cli.sandbox.store import IDENTIFIERS, PLAIN_FIELDS, SandboxStore
 
 # Event uuids are derived from event ids in this namespace (stable, unique per id, never stored).
@@ -158,15 +158,6 @@ def event_properties(event: dict[str, Any]) -> dict[str, Any]:
     if event["value"] is not None:
         properties["$value"] = event["value"]
     return properties
-
-
-def event_api_id(number: int) -> str:
-    return f"{number:016x}"
-
-
-def event_number(api_id: str) -> int | None:
-    """The stored number of an event id as the API shows it; None for text no event id can be."""
-    return int(api_id, 16) if EVENT_ID_FORM.fullmatch(api_id) else None
 
 
 def event_resource(base_url: str, event: dict[str, Any]) -> dict[str, Any]:

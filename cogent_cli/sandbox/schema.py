@@ -8,8 +8,17 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("cogent-sandbox")
-# An event id as the API shows it: its number in 16 hex digits.
-EVENT_ID_FORM = re.compile(r"[0-9a-f]{16}")
+# An event id as the API shows it: its number (the events table's integer key) in 16 hex digits.
+_EVENT_ID_FORM = re.compile(r"[0-9a-f]{16}")
+
+
+def event_api_id(number: int) -> str:
+    return f"{number:016x}"
+
+
+def event_number(api_id: str) -> int | None:
+    """The stored number of an event id as the API shows it; None for text no event id can be."""
+    return int(api_id, 16) if _EVENT_ID_FORM.fullmatch(api_id) else None
 
 
 @migrations()
@@ -143,12 +152,12 @@ def m002_last_event_date_from_events(db: Database) -> None:
 
 @migrations()
 def m003_event_numbers(db: Database) -> None:
-    # An event's id is its row number, shown in hex (resources.py `event_api_id`), and its uuid is
-    # derived from the id (`event_resource`): bulk requests then write neither a second key index nor a
+    # An event's id is its row number, shown in hex (`event_api_id`), and its uuid is derived from the
+    # id (resources.py `event_resource`): bulk requests then write neither a second key index nor a
     # thousand random UUIDs.
     # Ids already in the hex form keep their number; older ones (random letters) are numbered after them.
     rows = db.conn.execute("select rowid, id from events order by rowid").fetchall()
-    numbers = {rowid: int(text, 16) for rowid, text in rows if EVENT_ID_FORM.fullmatch(text)}
+    numbers = {rowid: number for rowid, text in rows if (number := event_number(text)) is not None}
     following = max(numbers.values(), default=0) + 1
     for rowid, _ in rows:
         if rowid not in numbers:
