@@ -34,6 +34,7 @@ DB_FILE = "klaviyo.db"
 IDENTIFIERS = ("email", "phone_number", "external_id")
 PLAIN_FIELDS = ("anonymous_id", "first_name", "last_name", "organization", "locale", "title", "image")
 PROFILE_COLUMNS = ("id", *IDENTIFIERS, *PLAIN_FIELDS, "location", "properties", "created", "updated")
+_BLANK_PROFILE: dict[str, Any] = dict.fromkeys(PROFILE_COLUMNS)
 MAX_UNIQUE_ID = 255
 MAX_EVENT_PROPERTIES = 400
 LOOKUP_CHUNK = 500
@@ -56,10 +57,14 @@ _STORED_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00")
 _ids = random.Random(os.urandom(16))
 
 
+# Two Crockford digits per 10 bits: a ULID is written in 13 lookups.
+_CROCKFORD_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
+
+
 def new_profile_id() -> str:
     """A ULID, the shape of Klaviyo's profile ids (01H...)."""
     value = (int(time.time() * 1000) << 80) | _ids.getrandbits(80)
-    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+    return "".join([_CROCKFORD_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
 def new_short_id(length: int = 6) -> str:
@@ -170,11 +175,21 @@ class SandboxStore:
         return dict(zip([column[0] for column in cursor.description], row, strict=True)) if row else None
 
     def write(self, table: str, row: Mapping[str, Any]) -> None:
-        """Insert one row (plain SQL: this is the hot path of bulk requests)."""
-        columns = ", ".join(row)
-        self.db.conn.execute(
-            f"insert into {table} ({columns}) values ({', '.join('?' * len(row))})", list(row.values())
-        )
+        self.write_rows(table, [row])
+
+    def write_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows that have the same columns, a chunk of them per statement (plain SQL: bulk
+        requests create up to a thousand profiles)."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        placeholders = "(" + ", ".join("?" * len(columns)) + ")"
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = rows[start : start + INSERT_CHUNK]
+            self.db.conn.execute(
+                f"insert into {table} ({', '.join(columns)}) values {', '.join([placeholders] * len(chunk))}",
+                [row[column] for row in chunk for column in columns],
+            )
 
     def change(self, table: str, key: str, changes: Mapping[str, Any]) -> None:
         assignments = ", ".join(f"{column} = ?" for column in changes)
@@ -230,6 +245,21 @@ class SandboxStore:
         identifiers: dict[str, str | None] | None = None,
         holders: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        row = self.new_profile(attributes, pointer, meta, identifiers=identifiers, holders=holders)
+        self.write("profiles", row)
+        return row
+
+    def new_profile(
+        self,
+        attributes: Mapping[str, Any],
+        pointer: str,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        identifiers: dict[str, str | None] | None = None,
+        holders: dict[str, str] | None = None,
+        stamp: str | None = None,
+    ) -> dict[str, Any]:
+        """The row of a profile to create, not yet written (`stamp`: its created time, default now)."""
         identifiers = self.identifiers_of(attributes, pointer) if identifiers is None else identifiers
         if not any(identifiers.values()) and not attributes.get("anonymous_id"):
             raise invalid(
@@ -238,11 +268,9 @@ class SandboxStore:
         holders = self.holders(identifiers) if holders is None else holders
         if holders:
             raise duplicate_profile(next(iter(holders.values())), pointer)
-        stamp = iso(now())
-        blank = {column: None for column in PROFILE_COLUMNS}
-        row = {**blank, "id": new_profile_id(), "created": stamp, "updated": stamp}
+        stamp = iso(now()) if stamp is None else stamp
+        row = {**_BLANK_PROFILE, "id": new_profile_id(), "created": stamp, "updated": stamp}
         row.update(self._profile_changes(row, attributes, meta, identifiers))
-        self.write("profiles", row)
         return row
 
     def update_profile(
@@ -356,6 +384,8 @@ class SandboxStore:
         rest do too. `pointer_of(i)` gives reference i's JSON pointer, made only where it may be needed.
         """
         found: list[str] = []
+        created: list[dict[str, Any]] = []  # written together, before anything reads profiles back
+        stamp = iso(now())
         trusted = True
         for position, (data, identity) in enumerate(zip(references, identities, strict=True)):
             if trusted and _identifiers_only(data, identity):
@@ -367,15 +397,19 @@ class SandboxStore:
                 if owners == {None}:
                     pointer = pointer_of(position)
                     identifiers = self.identifiers_of(data["attributes"], f"{pointer}/attributes")
-                    profile = self.create_profile(
-                        data["attributes"], f"{pointer}/attributes", identifiers=identifiers, holders={}
+                    profile = self.new_profile(
+                        data["attributes"], f"{pointer}/attributes", identifiers=identifiers, holders={}, stamp=stamp
                     )
+                    created.append(profile)
                     index.update(((name, value), profile["id"]) for name, value in identifiers.items() if value)
                     found.append(profile["id"])
                     continue
             trusted = False
+            self.write_rows("profiles", created)
+            created = []
             profile, _ = self.resolve_profile(data, pointer_of(position), meta=data.get("meta"))
             found.append(profile["id"])
+        self.write_rows("profiles", created)
         return found
 
     def upsert_profile(self, data: Mapping[str, Any], pointer: str = "/data") -> tuple[dict[str, Any], bool]:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from cogent_cli.sandbox import Sandbox
+from cogent_cli.sandbox.store import INSERT_CHUNK
 
 
 def test_create_event_answers_202_without_body_and_stores_it(api: httpx.Client, sandbox: Sandbox, events) -> None:
@@ -106,6 +107,22 @@ def test_bulk_create_stores_every_event_and_creates_profiles(
     assert response.content == b""
     assert sandbox.db["events"].count == 3
     assert sandbox.db["profiles"].count == 2
+
+
+def test_bulk_request_creating_more_profiles_than_one_insert_holds_stores_each(
+    api: httpx.Client, sandbox: Sandbox, bulk, bulk_entry
+) -> None:
+    count = INSERT_CHUNK + 1
+    body = bulk([({"email": f"c{n}@example.com"}, [bulk_entry("Placed Order", f"o-{n}")]) for n in range(count)])
+
+    assert api.post("/api/event-bulk-create-jobs", json=body).status_code == 202
+
+    emails = {row["id"]: row["email"] for row in sandbox.db["profiles"].rows}
+    assert len(emails) == count
+    assert {emails[row["profile_id"]] for row in sandbox.db["events"].rows} == {
+        f"c{n}@example.com" for n in range(count)
+    }
+    assert all(f"c{row['unique_id'][2:]}@example.com" == emails[row["profile_id"]] for row in sandbox.db["events"].rows)
 
 
 def test_bulk_request_resolves_its_profiles_in_order_as_one_by_one_requests_would(

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import httpx
 
 from cogent_cli.sandbox import Sandbox
+from cogent_cli.sandbox.store import new_profile_id
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def _create(api: httpx.Client, profile, **attributes) -> dict:
@@ -29,6 +35,22 @@ def test_create_profile_answers_201_with_the_resource(api: httpx.Client, profile
     assert created["attributes"]["phone_number"] == "+15005550006"
     assert created["attributes"]["properties"] == {"tier": "gold"}
     assert created["links"]["self"].endswith(f"/api/profiles/{created['id']}/")
+
+
+def test_profile_ids_are_ulids_of_their_creation_time() -> None:
+    before = int(time.time() * 1000)
+    ids = [new_profile_id() for _ in range(200)]
+    after = int(time.time() * 1000)
+
+    assert all(re.fullmatch(r"[0-7][0-9A-HJKMNP-TV-Z]{25}", profile_id) for profile_id in ids)
+    assert len(set(ids)) == len(ids)
+    for profile_id in ids:
+        millis = 0
+        for digit in profile_id[:10]:
+            millis = millis * 32 + CROCKFORD.index(digit)
+        assert before <= millis <= after
+    # The 80 random bits use the whole alphabet, not a part of it.
+    assert set("".join(profile_id[10:] for profile_id in ids)) == set(CROCKFORD)
 
 
 def test_create_with_an_identifier_another_profile_holds_is_409_duplicate_profile(api: httpx.Client, profile) -> None:
