@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Self, TypeVar
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
@@ -59,8 +60,17 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def json_number(amount: Decimal | int | float) -> int | float:
+    """An amount as the JSON number Klaviyo reads: whole amounts as integers (within 2**53)."""
+    if type(amount) is float:
+        return int(amount) if amount.is_integer() and abs(amount) < 2**53 else amount
+    number: int | float = jsonable(Decimal(str(amount)))
+    return number
+
+
 def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
+    """RFC 3339 in UTC: `value.astimezone(UTC).isoformat()`, written by orjson (the same text, faster)."""
+    return orjson.dumps(value.astimezone(UTC))[1:-1].decode()
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -157,6 +167,9 @@ class ProfileIn(InputModel):
         return data
 
 
+_EVENT_PROFILE_FIELDS = ("email", "phone_number", "external_id", "first_name", "last_name")
+
+
 class EventIn(InputModel):
     """One event for Klaviyo: a metric name, who it happened to, and what happened."""
 
@@ -188,11 +201,8 @@ class EventIn(InputModel):
         return self.unique_id is not None or self.time is not None
 
     def profile_resource(self) -> dict[str, Any]:
-        attributes = {
-            name: getattr(self, name)
-            for name in ("email", "phone_number", "external_id", "first_name", "last_name")
-            if getattr(self, name) is not None
-        }
+        fields = self.__dict__
+        attributes = {name: fields[name] for name in _EVENT_PROFILE_FIELDS if fields[name] is not None}
         if self.profile_properties:
             attributes["properties"] = jsonable(self.profile_properties)
         data: dict[str, Any] = {"type": "profile", "attributes": attributes}
@@ -211,7 +221,7 @@ class EventIn(InputModel):
         if self.time is not None:
             attributes["time"] = iso(self.time)
         if self.value is not None:
-            attributes["value"] = jsonable(Decimal(str(self.value)))
+            attributes["value"] = json_number(self.value)
         if self.value_currency is not None:
             attributes["value_currency"] = self.value_currency
         if self.unique_id is not None:
@@ -274,7 +284,7 @@ class VariantInventory(InputModel):
     inventory_policy: InventoryPolicy | None = None
 
     def attributes(self) -> dict[str, Any]:
-        attributes: dict[str, Any] = {"inventory_quantity": jsonable(Decimal(str(self.inventory_quantity)))}
+        attributes: dict[str, Any] = {"inventory_quantity": json_number(self.inventory_quantity)}
         if self.inventory_policy is not None:
             attributes["inventory_policy"] = self.inventory_policy
         return attributes

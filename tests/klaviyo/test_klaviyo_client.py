@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from klaviyo_fakes import API_KEY, FakeClock, ScriptedTransport, errors_body, make_client
 
 from cogent_cli.errors import ExitStatus
@@ -18,7 +20,7 @@ from cogent_cli.klaviyo.client import (
     KlaviyoClient,
     _event_batches,
     encode_body,
-    encode_properties,
+    encode_plain,
     plan_event_batches,
 )
 from cogent_cli.klaviyo.errors import (
@@ -40,6 +42,8 @@ from cogent_cli.klaviyo.models import (
     SubscriptionIn,
     UnsubscriptionIn,
     VariantInventory,
+    iso,
+    json_number,
     jsonable,
 )
 from cogent_cli.klaviyo.ratelimit import RetryPolicy
@@ -544,9 +548,35 @@ def test_event_properties_nested_in_plain_lists_and_dicts_still_become_json_valu
     ids=["plain", "decimal-and-time", "date-set-tuple", "int-key-and-bigint", "null-nan-infinity"],
 )
 def test_event_properties_encode_to_the_same_bytes_as_their_json_values(properties: dict[str, Any]) -> None:
-    assert encode_properties(properties) == encode_body(jsonable(properties))
-    # EventIn takes text keys only; the bulk body's attributes still equal the single body's.
+    assert encode_plain(properties) == encode_body(jsonable(properties))
+    # EventIn takes text keys only; the bulk body's pieces still equal the single body's.
     text_keys = {str(k): v for k, v in properties.items()}
-    event = EventIn(metric="M", email="a@x.com", properties=text_keys, value=Decimal("10.00"), unique_id="u1")
+    event = EventIn(
+        metric="M",
+        email="a@x.com",
+        profile_properties=text_keys,
+        properties=text_keys,
+        value=Decimal("10.00"),
+        time=datetime(2026, 7, 1, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-3))),
+        unique_id="u1",
+    )
     [[planned]] = list(_event_batches([event], 10, 1_000_000))
     assert planned.attributes == encode_body(event.event_attributes())
+    assert planned.profile == encode_body(event.profile_resource())
+
+
+@given(st.floats() | st.integers(min_value=-(2**80), max_value=2**80) | st.decimals(allow_nan=False))
+def test_an_amount_becomes_the_json_number_its_decimal_text_gives(amount: float | int | Decimal) -> None:
+    # Encoded, so that NaN compares equal to itself.
+    assert encode_body(json_number(amount)) == encode_body(jsonable(Decimal(str(amount))))
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2, 1, 1),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.builds(timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))),
+    )
+)
+def test_times_are_written_in_utc_as_isoformat_writes_them(moment: datetime) -> None:
+    assert iso(moment) == moment.astimezone(UTC).isoformat()
