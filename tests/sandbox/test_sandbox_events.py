@@ -123,6 +123,29 @@ def test_bulk_request_creating_more_profiles_than_one_insert_holds_stores_each(
         f"c{n}@example.com" for n in range(count)
     }
     assert all(f"c{row['unique_id'][2:]}@example.com" == emails[row["profile_id"]] for row in sandbox.db["events"].rows)
+    # Sent again, every profile is found by its email and every event is a duplicate.
+    assert api.post("/api/event-bulk-create-jobs", json=body).status_code == 202
+    assert sandbox.db["profiles"].count == count
+    assert sandbox.db["events"].count == count
+
+
+def test_bulk_request_finds_profiles_by_external_ids_that_read_as_numbers(
+    api: httpx.Client, sandbox: Sandbox, bulk, bulk_entry
+) -> None:
+    first = bulk([({"external_id": "00123"}, [bulk_entry("Placed Order", "o-1")])])
+    again = bulk(
+        [
+            ({"external_id": "00123"}, [bulk_entry("Placed Order", "o-2")]),
+            ({"external_id": "123"}, [bulk_entry("Placed Order", "o-3")]),
+        ]
+    )
+
+    assert api.post("/api/event-bulk-create-jobs", json=first).status_code == 202
+    assert api.post("/api/event-bulk-create-jobs", json=again).status_code == 202
+
+    assert sorted(row["external_id"] for row in sandbox.db["profiles"].rows) == ["00123", "123"]
+    owners = {row["unique_id"]: row["profile_id"] for row in sandbox.db["events"].rows}
+    assert owners["o-1"] == owners["o-2"] != owners["o-3"]
 
 
 def test_bulk_request_resolves_its_profiles_in_order_as_one_by_one_requests_would(
