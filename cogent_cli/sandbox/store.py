@@ -606,11 +606,10 @@ def scope_identifiers(profile_data: Mapping[str, Any]) -> dict[str, str]:
     attributes = profile_data.get("attributes") or {}
     identifiers = {}
     for name in IDENTIFIERS:
-        if attributes.get(name) is not None:
-            try:
-                identifiers[name] = normalise_identifier(name, attributes[name], "") or ""
-            except ApiError:
-                identifiers[name] = str(attributes[name])
+        value = attributes.get(name)
+        if value is not None:
+            text = str(value)
+            identifiers[name] = _normalised(name, text.strip()) or text
     return identifiers
 
 
