@@ -328,3 +328,35 @@ def test_links_next_keeps_the_filter(api: httpx.Client, events) -> None:
     query = parse_qs(urlparse(body["links"]["next"]).query)
     assert query["filter"] == [f'equals(metric_id,"{metric_id}")']
     assert "page[cursor]" in query
+
+
+@pytest.mark.parametrize(
+    ("identifier", "value", "detail"),
+    [
+        ("email", "not-an-email", "Invalid email address: 'not-an-email'."),
+        ("email", "  ", "Invalid email address: ''."),
+        ("phone_number", "07700 900123", "Invalid phone number format"),
+        ("external_id", "", "'external_id' must not be empty."),
+    ],
+)
+def test_bulk_request_with_an_invalid_profile_identifier_points_at_it_and_writes_nothing(
+    api: httpx.Client, sandbox: Sandbox, bulk, bulk_entry, identifier: str, value: str, detail: str
+) -> None:
+    body = bulk(
+        [
+            ({"email": "a@example.com"}, [bulk_entry("Placed Order", "o-1")]),
+            ({identifier: value}, [bulk_entry("Placed Order", "o-2")]),
+        ]
+    )
+
+    response = api.post("/api/event-bulk-create-jobs", json=body)
+
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert (
+        error["source"]["pointer"]
+        == f"/data/attributes/events-bulk-create/data/1/attributes/profile/data/attributes/{identifier}"
+    )
+    assert error["detail"].startswith(detail)
+    assert sandbox.db["events"].count == 0
+    assert sandbox.db["profiles"].count == 0
