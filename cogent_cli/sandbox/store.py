@@ -235,16 +235,9 @@ class SandboxStore:
             name: normalise_identifier(name, attributes[name], pointer) for name in IDENTIFIERS if name in attributes
         }
 
-    def create_profile(
-        self,
-        attributes: Mapping[str, Any],
-        pointer: str,
-        meta: Mapping[str, Any] | None = None,
-        *,
-        identifiers: dict[str, str | None] | None = None,
-        holders: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        row = self.new_profile(attributes, pointer, meta, identifiers=identifiers, holders=holders)
+    def create_profile(self, attributes: Mapping[str, Any], pointer: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Write the profile `new_profile` makes of these arguments; -> its row."""
+        row = self.new_profile(attributes, pointer, *args, **kwargs)
         self.write("profiles", row)
         return row
 
