@@ -235,13 +235,7 @@ class SandboxStore:
             name: normalise_identifier(name, attributes[name], pointer) for name in IDENTIFIERS if name in attributes
         }
 
-    def create_profile(self, attributes: Mapping[str, Any], pointer: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Write the profile `new_profile` makes of these arguments; -> its row."""
-        row = self.new_profile(attributes, pointer, *args, **kwargs)
-        self.write("profiles", row)
-        return row
-
-    def new_profile(
+    def create_profile(
         self,
         attributes: Mapping[str, Any],
         pointer: str,
@@ -249,9 +243,7 @@ class SandboxStore:
         *,
         identifiers: dict[str, str | None] | None = None,
         holders: dict[str, str] | None = None,
-        stamp: str | None = None,
     ) -> dict[str, Any]:
-        """The row of a profile to create, not yet written (`stamp`: its created time, default now)."""
         identifiers = self.identifiers_of(attributes, pointer) if identifiers is None else identifiers
         if not any(identifiers.values()) and not attributes.get("anonymous_id"):
             raise invalid(
@@ -260,7 +252,18 @@ class SandboxStore:
         holders = self.holders(identifiers) if holders is None else holders
         if holders:
             raise duplicate_profile(next(iter(holders.values())), pointer)
-        stamp = iso(now()) if stamp is None else stamp
+        row = self._new_profile(attributes, meta, identifiers, iso(now()))
+        self.write("profiles", row)
+        return row
+
+    def _new_profile(
+        self,
+        attributes: Mapping[str, Any],
+        meta: Mapping[str, Any] | None,
+        identifiers: Mapping[str, str | None],
+        stamp: str,
+    ) -> dict[str, Any]:
+        """The row of a new profile, not yet written, created at `stamp`."""
         row = {**_BLANK_PROFILE, "id": new_profile_id(), "created": stamp, "updated": stamp}
         row.update(self._profile_changes(row, attributes, meta, identifiers))
         return row
@@ -389,9 +392,8 @@ class SandboxStore:
                 if owners == {None}:
                     pointer = pointer_of(position)
                     identifiers = self.identifiers_of(data["attributes"], f"{pointer}/attributes")
-                    profile = self.new_profile(
-                        data["attributes"], f"{pointer}/attributes", identifiers=identifiers, holders={}, stamp=stamp
-                    )
+                    # Valid identifiers (they were normalised) that no profile holds (the index says).
+                    profile = self._new_profile(data["attributes"], None, identifiers, stamp)
                     created.append(profile)
                     index.update(((name, value), profile["id"]) for name, value in identifiers.items() if value)
                     found.append(profile["id"])
