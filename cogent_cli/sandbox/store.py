@@ -28,7 +28,7 @@ from cogent_cli.errors import StateError
 from cogent_cli.normalise import json_text
 from cogent_cli.sandbox.jsonapi import ApiError, error_entry, invalid, iso, now, parse_datetime
 from cogent_cli.sandbox.schema import migrations
-from cogent_cli.state.store import WAL_BACKSTOP_PAGES, Checkpointer, write_transaction
+from cogent_cli.state.store import Checkpointer, connect_wal, write_transaction
 
 DB_FILE = "klaviyo.db"
 IDENTIFIERS = ("email", "phone_number", "external_id")
@@ -139,19 +139,12 @@ class SandboxStore:
     @classmethod
     def open(cls, data_dir: Path) -> SandboxStore:
         """Open (creating, mode 0600, WAL) `klaviyo.db` in `data_dir` and bring its schema up to date."""
-        data_dir.mkdir(parents=True, exist_ok=True)
         path = data_dir / DB_FILE
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         try:
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            # Benchmarks write hundreds of thousands of events: keep the indexes in memory.
+            conn = connect_wal(path, cache_kib=CACHE_KIB, check_same_thread=False)
             conn.execute("PRAGMA synchronous=NORMAL")
-            # Benchmarks write hundreds of thousands of events: keep the indexes in memory. The WAL is
-            # checkpointed by `Checkpointer`; the automatic checkpoint only if the WAL passes 64 MB.
-            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             conn.execute(f"PRAGMA mmap_size={CACHE_KIB * 1024}")
-            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
             db = Database(conn)
             migrations.apply(db)
         except sqlite3.DatabaseError as exc:

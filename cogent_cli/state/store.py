@@ -18,7 +18,16 @@ from cogent_cli.state.migrations import migrations
 
 BUSY_TIMEOUT_MS = 30_000
 CHECKPOINT_INTERVAL = 1.0
-WAL_BACKSTOP_PAGES = 16_384  # 64 MB
+# How long the checkpointer waits for the writer to finish before restarting the WAL; it tries again
+# a second later if it could not.
+RESTART_WAIT_MS = 200
+WAL_BACKSTOP_BYTES = 64 * 1024 * 1024
+# Pages for new files. A commit writes each changed page to the WAL as a frame of its own (two write
+# calls), and inserts at random places in a large index (event ids, dedupe keys) change about one
+# page per row: with SQLite's default 4 KiB, a commit of a thousand rows into a file of a million
+# was mostly those calls. 16 KiB pages hold four times the keys, so such a commit changes a quarter
+# as many. An existing file keeps the page size it was made with.
+PAGE_SIZE = 16_384
 # SQLite's default page cache (2 MiB) is far smaller than the indexes a large ingest inserts into at
 # random (event ids are uuids): every insert then reads pages back from the file. 64 MiB keeps them.
 CACHE_KIB = 65_536
@@ -30,6 +39,33 @@ log = logging.getLogger(__name__)
 # str and bytearray straight through). An identity adapter makes that one dict hit; rows with many
 # empty columns (profiles, events) bind several times faster. The value bound is still NULL.
 sqlite3.register_adapter(type(None), lambda value: value)
+
+
+def connect_wal(
+    path: Path, *, timeout_ms: int = BUSY_TIMEOUT_MS, cache_kib: int = CACHE_KIB, check_same_thread: bool = True
+) -> sqlite3.Connection:
+    """A connection in autocommit mode (see `write_transaction`) to the SQLite file at `path` in WAL
+    mode, the file created private (0600) if it is missing.
+
+    The WAL is meant to be copied by a `Checkpointer`; SQLite's automatic checkpoint stays as a
+    backstop at `WAL_BACKSTOP_BYTES`. Raises sqlite3.DatabaseError for a file that is not SQLite.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # Created here so that it is private from its first byte.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    conn = sqlite3.connect(path, timeout=timeout_ms / 1000, isolation_level=None, check_same_thread=check_same_thread)
+    try:
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before the first write; ignored for an existing file
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA busy_timeout={timeout_ms}")
+        conn.execute(f"PRAGMA cache_size=-{cache_kib}")
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_BYTES // page_size}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 @contextmanager
@@ -56,15 +92,17 @@ class Checkpointer:
     requests, an ingest of a big file) spent much of their commit time there. SQLite lets go of the
     GIL while it copies, so the copy runs on another core.
 
-    Passive checkpoints never block a writer and are safe beside other processes' connections; once
-    one has copied everything, the next transaction starts the WAL again from its beginning, so the
-    file stays small. The connection's own automatic checkpoint, raised to `WAL_BACKSTOP_PAGES`,
-    stays as a backstop should this thread fall behind.
+    Each round is a passive copy, which never blocks a writer and is safe beside other processes'
+    connections, then a restart, which copies the little written meanwhile and starts the WAL again
+    from its beginning, so the file stays small. The restart waits at most `RESTART_WAIT_MS` for
+    the writer (and blocks the next one while it runs); if it cannot, the next round tries again.
+    The connection's own automatic checkpoint, at `WAL_BACKSTOP_BYTES`, stays as a backstop should
+    this thread fall behind.
     """
 
     def __init__(self, path: Path, interval: float = CHECKPOINT_INTERVAL) -> None:
         self._conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            path, timeout=RESTART_WAIT_MS / 1000, isolation_level=None, check_same_thread=False
         )
         self._interval = interval
         self._stopping = threading.Event()
@@ -77,7 +115,10 @@ class Checkpointer:
 
     def checkpoint(self) -> None:
         try:
+            # Under a steady stream of commits a passive copy never reaches the WAL's end, and SQLite
+            # starts the WAL again only after a copy that did.
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
         except sqlite3.Error as exc:  # the next round retries; the backstop keeps the WAL bounded meanwhile
             log.debug("WAL checkpoint skipped: %s", exc)
 
@@ -107,17 +148,9 @@ class Store:
     @classmethod
     def open(cls, path: Path, *, migrate: bool = True) -> Store:
         """Open (creating if needed, mode 0600, WAL) and bring the schema up to date."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            # Create the file ourselves so it is private from its first byte.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         try:
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = connect_wal(path)
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"{path} is not a usable SQLite state file ({exc})",

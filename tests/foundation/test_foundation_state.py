@@ -18,7 +18,7 @@ from cogent_cli.cli import app
 from cogent_cli.errors import StateError, StateTooNewError
 from cogent_cli.state import Store
 from cogent_cli.state.migrations import migrations
-from cogent_cli.state.store import Checkpointer
+from cogent_cli.state.store import PAGE_SIZE, WAL_BACKSTOP_BYTES, Checkpointer
 from cogent_cli.workspace import Workspace
 
 ALL = [m.name for m in migrations._migrations]
@@ -64,6 +64,23 @@ def test_a_blank_database_gets_every_migration_private_and_in_wal_mode(tmp_path)
 def test_a_store_keeps_a_page_cache_large_enough_for_bulk_ingests(tmp_path):
     with Store.open(tmp_path / "state.db") as store:
         assert store.db.execute("PRAGMA cache_size").fetchone()[0] == -64 * 1024
+
+
+def test_a_new_state_file_gets_large_pages_and_an_existing_one_keeps_its_own(tmp_path):
+    with Store.open(tmp_path / "new.db") as store:
+        assert store.db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 16_384
+        backstop = store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        assert backstop * PAGE_SIZE == WAL_BACKSTOP_BYTES
+
+    older = tmp_path / "older.db"
+    with sqlite3.connect(older) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("create table kept (id)")
+        conn.execute("insert into kept values (1)")
+    with Store.open(older) as store:
+        assert store.db.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] * 4096 == WAL_BACKSTOP_BYTES
+        assert store.db.execute("select id from kept").fetchall() == [(1,)]
 
 
 def test_an_older_database_is_brought_up_to_date_keeping_its_data(runner: CliRunner, workspace: Workspace):
@@ -232,6 +249,31 @@ def test_the_checkpointer_copies_committed_writes_into_the_file_while_writers_go
     finally:
         checkpointer.close()
         writer.close()
+
+
+def test_the_checkpointer_starts_the_wal_again_while_a_writer_keeps_committing(tmp_path: Path) -> None:
+    # A passive copy alone never reaches the end of a WAL that grows while it copies, and SQLite
+    # starts the WAL again only after one that did: the file would grow by all that was written.
+    path = tmp_path / "wal.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # only the checkpointer copies
+    writer.execute("create table blobs (b)")
+    checkpointer = Checkpointer(path, interval=0.1)
+    written = 0
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            writer.execute("BEGIN")
+            writer.executemany("insert into blobs values (randomblob(8000))", [()] * 20)
+            writer.execute("COMMIT")
+            written += 20 * 8000
+            time.sleep(0.002)  # between requests, say
+        wal_bytes = (path.parent / "wal.db-wal").stat().st_size
+    finally:
+        checkpointer.close()
+        writer.close()
+    assert wal_bytes < written / 3
 
 
 def test_closing_the_store_copies_its_wal_into_the_state_file(tmp_path: Path) -> None:
