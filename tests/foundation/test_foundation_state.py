@@ -233,12 +233,18 @@ def _rows_in_file_alone(path: Path, table: str = "events") -> int:
         return conn.execute(f"select count(*) from {table}").fetchone()[0]
 
 
-def test_the_checkpointer_copies_committed_writes_into_the_file_while_writers_go_on(tmp_path: Path) -> None:
-    path = tmp_path / "wal.db"
+def _wal_writer(path: Path, table: str) -> sqlite3.Connection:
+    """A WAL connection whose commits never copy the WAL themselves: only a Checkpointer does."""
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("PRAGMA journal_mode=WAL")
-    writer.execute("PRAGMA wal_autocheckpoint=0")  # only the checkpointer copies
-    writer.execute("create table events (id)")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute(f"create table {table} (value)")
+    return writer
+
+
+def test_the_checkpointer_copies_committed_writes_into_the_file_while_writers_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    writer = _wal_writer(path, "events")
     checkpointer = Checkpointer(path, interval=0.01)
     try:
         writer.executemany("insert into events values (?)", [(n,) for n in range(100)])
@@ -255,10 +261,7 @@ def test_the_checkpointer_starts_the_wal_again_while_a_writer_keeps_committing(t
     # A passive copy alone never reaches the end of a WAL that grows while it copies, and SQLite
     # starts the WAL again only after one that did: the file would grow by all that was written.
     path = tmp_path / "wal.db"
-    writer = sqlite3.connect(path, isolation_level=None)
-    writer.execute("PRAGMA journal_mode=WAL")
-    writer.execute("PRAGMA wal_autocheckpoint=0")  # only the checkpointer copies
-    writer.execute("create table blobs (b)")
+    writer = _wal_writer(path, "blobs")
     checkpointer = Checkpointer(path, interval=0.1)
     written = 0
     try:
