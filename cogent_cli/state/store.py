@@ -41,9 +41,7 @@ log = logging.getLogger(__name__)
 sqlite3.register_adapter(type(None), lambda value: value)
 
 
-def connect_wal(
-    path: Path, *, timeout_ms: int = BUSY_TIMEOUT_MS, cache_kib: int = CACHE_KIB, check_same_thread: bool = True
-) -> sqlite3.Connection:
+def connect_wal(path: Path, *, cache_kib: int = CACHE_KIB, check_same_thread: bool = True) -> sqlite3.Connection:
     """A connection in autocommit mode (see `write_transaction`) to the SQLite file at `path` in WAL
     mode, the file created private (0600) if it is missing.
 
@@ -54,11 +52,13 @@ def connect_wal(
     if not path.exists():
         # Created here so that it is private from its first byte.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(path, timeout=timeout_ms / 1000, isolation_level=None, check_same_thread=check_same_thread)
+    # The timeout is SQLite's busy timeout: how long a writer queues for the lock.
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=check_same_thread
+    )
     try:
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before the first write; ignored for an existing file
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA busy_timeout={timeout_ms}")
         conn.execute(f"PRAGMA cache_size=-{cache_kib}")
         (page_size,) = conn.execute("PRAGMA page_size").fetchone()
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_BYTES // page_size}")
