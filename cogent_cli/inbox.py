@@ -585,12 +585,14 @@ class _Batch:
             elif self.conn.total_changes != changes:
                 raise _WroteThenFailed from None
             self.shipment_writes.drop_unit()
+            self.ship_methods.drop_unit()
             for row in rows:
                 self.quarantine(row, exc)
             return
         if self.savepoints:
             self.conn.execute("RELEASE record")
         self.shipment_writes.keep_unit()
+        self.ship_methods.keep_unit()
         for row in rows:
             self.summary.normalised += 1
             self.done.append(("normalised", None, self.now, row[0]))

@@ -433,14 +433,29 @@ class NormaliseContext:
 
 
 class ShipMethodsSeen:
-    """Ship methods seen during a normalisation run, written to `ship_methods_seen` in one go."""
+    """Ship methods seen during a normalisation run, written to `ship_methods_seen` in one go.
+
+    Like `ShipmentWrites`, the methods of the unit being normalised are held apart until `keep_unit`:
+    a quarantined record's methods (`drop_unit`) are not counted as seen."""
 
     def __init__(self) -> None:
         self.pending: dict[tuple[str, ...], list[Any]] = {}
+        self.unit: list[tuple[tuple[str, ...], bool, str, str]] = []
         # Whether the mapping knows each method, worked out once per run (the config does not change).
         self.known: dict[tuple[str, ...], bool] = {}
 
     def see(self, key: tuple[str, ...], known: bool, seen: str, event_id: str) -> None:
+        self.unit.append((key, known, seen, event_id))
+
+    def keep_unit(self) -> None:
+        for sighting in self.unit:
+            self._count(*sighting)
+        self.unit.clear()
+
+    def drop_unit(self) -> None:
+        self.unit.clear()
+
+    def _count(self, key: tuple[str, ...], known: bool, seen: str, event_id: str) -> None:
         entry = self.pending.get(key)
         if entry is None:
             self.pending[key] = [int(known), 1, seen, seen, event_id]
@@ -448,6 +463,7 @@ class ShipMethodsSeen:
             entry[0], entry[1], entry[3], entry[4] = int(known), entry[1] + 1, max(entry[3], seen), event_id
 
     def flush(self, conn: Connection) -> None:
+        self.keep_unit()
         conn.executemany(
             "INSERT INTO ship_methods_seen (system, carrier_code, carrier_name, service_code, service_name,"
             " known, events, first_seen, last_seen, last_event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -148,7 +148,13 @@ def test_a_quarantined_record_leaves_no_trace_of_the_shipment_it_announced(works
         yield ctx.shipments.despatch(
             shipment_id="S1",
             despatched_at=datetime(2025, 5, 1, 9, tzinfo=UTC),
-            parcels=[{"tracking_number": record["tracking"], "items": [{"sku": "A", "quantity": 1}]}],
+            parcels=[
+                {
+                    "tracking_number": record["tracking"],
+                    "ship_method": {"carrier_code": "RM", "service_code": record["service"]},
+                    "items": [{"sku": "A", "quantity": 1}],
+                }
+            ],
             granularity="shipment",
             dedupe_key=f"S1|{record['tracking']}",
             order_number="SO-1",
@@ -159,8 +165,10 @@ def test_a_quarantined_record_leaves_no_trace_of_the_shipment_it_announced(works
     try:
         store = workspace.store()
         inbox = Inbox(store)
-        bad = inbox.receive("swap", "webhook", "test_shipment", "a", '{"tracking": "T1", "fail": true}').id
-        inbox.receive("swap", "webhook", "test_shipment", "b", '{"tracking": "T2"}')
+        bad = inbox.receive(
+            "swap", "webhook", "test_shipment", "a", '{"tracking": "T1", "service": "TPN24", "fail": true}'
+        ).id
+        inbox.receive("swap", "webhook", "test_shipment", "b", '{"tracking": "T2", "service": "TPS48"}')
         summary = inbox.normalise_pending(workspace.config)
     finally:
         base._REGISTRY.pop(("swap", "test_shipment"), None)
@@ -171,6 +179,9 @@ def test_a_quarantined_record_leaves_no_trace_of_the_shipment_it_announced(works
     stored = store.db.execute("select event_id from shipments").fetchall()
     items = store.db.execute("select shipment_id, sku, quantity from shipment_items").fetchall()
     assert (stored, items) == ([(event.event_id,)], [("S1", "A", 1)])
+    # Nor is its ship method counted as seen: only the delivered event's is.
+    methods = store.db.execute("select service_code, events, last_event_id from ship_methods_seen").fetchall()
+    assert methods == [("TPS48", 1, event.event_id)]
 
 
 def test_a_record_failing_after_writing_state_is_quarantined_alone_with_its_writes_undone(
