@@ -469,6 +469,8 @@ class _Batch:
         # Off until a record fails after writing to the state directly: then the batch is run again
         # with a savepoint per record, so only the failing record's writes are undone.
         self.savepoints = False
+        # Rows whose normaliser crashed, logged once even when the batch is normalised again.
+        self.crashed: set[int] = set()
         self.start()
 
     def start(self) -> None:
@@ -564,7 +566,9 @@ class _Batch:
         except NormaliseError:
             raise
         except Exception as exc:
-            log.exception("%s normaliser failed on inbox row %s", ctx.kind, ctx.inbox_id)
+            if ctx.inbox_id not in self.crashed:
+                self.crashed.add(ctx.inbox_id)
+                log.exception("%s normaliser failed on inbox row %s", ctx.kind, ctx.inbox_id)
             raise NormaliseError("(record)", None, f"normaliser error {type(exc).__name__}: {exc}") from None
 
     def attempt(

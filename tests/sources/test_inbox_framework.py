@@ -222,3 +222,32 @@ def test_a_record_failing_after_writing_state_is_quarantined_alone_with_its_writ
     statuses = store.db.execute("select idempotency_key, status, reason from inbox order by id").fetchall()
     assert [s[:2] for s in statuses] == [("a", "normalised"), ("b", "quarantined"), ("c", "normalised")]
     assert "goes wrong after recording its order" in statuses[1][2]
+
+
+def test_a_normaliser_crash_is_logged_once_when_the_batch_is_normalised_again(
+    workspace: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    @register("swap", "test_order_then_fail")
+    def order(record: Record, ctx: NormaliseContext):
+        ctx.ledger.record_order("SO-1", {"A": 1}, system="swap", at=datetime(2025, 5, 1, 9, tzinfo=UTC))
+        raise NormaliseError("fail", True, "goes wrong after writing")
+
+    try:
+        store = workspace.store()
+        inbox = Inbox(store)
+        with caplog.at_level("ERROR", logger="cogent_cli.inbox"):
+            # The crash comes first; the record after it makes the batch run again with savepoints.
+            _, summary = inbox.store_and_normalise(
+                workspace.config,
+                "swap",
+                "file",
+                [
+                    (KIND, "a", '{"cancel_id": "1", "boom": true}', {"cancel_id": "1", "boom": True}),
+                    ("test_order_then_fail", "b", "{}", {}),
+                ],
+            )
+    finally:
+        base._REGISTRY.pop(("swap", "test_order_then_fail"), None)
+    assert len(summary.quarantined_ids) == 2
+    crashes = [r for r in caplog.records if "normaliser failed" in r.getMessage()]
+    assert len(crashes) == 1 and crashes[0].exc_info is not None
