@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
+from cogent_cli.collector import fewer_collections
 from cogent_cli.config import SOURCE_SYSTEMS, Config
 from cogent_cli.errors import CogentError, UsageError
 from cogent_cli.events import NormalisedEvent
@@ -362,13 +363,14 @@ class Inbox:
         registry = load_normalisers()
         tenants = {system: tenant_for(config, system) for system in SOURCE_SYSTEMS}
         summary = NormaliseSummary()
-        for rows in self._pending_batches(ids, batch_size, registry, config):
-            batch = _Batch(self, config, registry, tenants)
-            with self.store.transaction():
-                batch.run(rows)
-            summary.add(batch.summary)
-            if progress is not None:
-                progress(len(rows))
+        with fewer_collections():
+            for rows in self._pending_batches(ids, batch_size, registry, config):
+                batch = _Batch(self, config, registry, tenants)
+                with self.store.transaction():
+                    batch.run(rows)
+                summary.add(batch.summary)
+                if progress is not None:
+                    progress(len(rows))
         return summary
 
     def _pending_batches(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
+from cogent_cli.collector import YOUNG_THRESHOLD, fewer_collections
 from cogent_cli.events import parse_event
 from cogent_cli.inbox import Inbox, InboxError
 from cogent_cli.normalise import base
@@ -251,3 +253,30 @@ def test_a_normaliser_crash_is_logged_once_when_the_batch_is_normalised_again(
     assert len(summary.quarantined_ids) == 2
     crashes = [r for r in caplog.records if "normaliser failed" in r.getMessage()]
     assert len(crashes) == 1 and crashes[0].exc_info is not None
+
+
+def test_normalising_pending_rows_collects_young_objects_less_often_and_a_nested_use_keeps_the_outer_settings(
+    workspace: Workspace,
+) -> None:
+    during: list[tuple[int, bool]] = []
+
+    @register("swap", "test_collector")
+    def record_collector(record: Record, ctx: NormaliseContext):
+        during.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+        return ()
+
+    before = gc.get_threshold()
+    try:
+        inbox = Inbox(workspace.store())
+        inbox.receive("swap", "file", "test_collector", "a", "{}")
+        inbox.normalise_pending(workspace.config)
+        with fewer_collections(1234):
+            inbox.receive("swap", "file", "test_collector", "b", "{}")
+            inbox.normalise_pending(workspace.config)
+            # The inner use left the outer settings in place.
+            inside = (gc.get_threshold()[0], gc.get_freeze_count() > 0)
+    finally:
+        base._REGISTRY.pop(("swap", "test_collector"), None)
+    assert during == [(YOUNG_THRESHOLD, True), (1234, True)]
+    assert inside == (1234, True)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
