@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import math
 import os
@@ -413,6 +414,8 @@ def main() -> None:
         "there until the client's timeout",
     )
     args = parser.parse_args()
+    if args.sdk_events and args.server == "sandbox" and importlib.util.find_spec("klaviyo_api") is None:
+        parser.exit(2, "the SDK comparison needs klaviyo-api: `pip install -e '.[bench]'`, or pass --sdk-events 0\n")
     os.environ["COGENT_KLAVIYO_API_KEY"] = KEY
     print(f"generating {args.events:,} mixed events ...", file=sys.stderr)
     events = mixed_events(args.events)
