@@ -216,6 +216,18 @@ def _split(
 
 # Room for the JSON:API envelope around the items of a bulk body.
 _ENVELOPE_BYTES = 512
+
+
+def import_batches(items: Iterable[T], profile_of: Callable[[T], ProfileIn]) -> Iterator[list[T]]:
+    """Consecutive bulk import jobs of at most 10,000 profiles and 5 MB each, in the items' order."""
+    return _split(
+        items,
+        MAX_PROFILES_PER_IMPORT,
+        MAX_REQUEST_BYTES - _ENVELOPE_BYTES,
+        lambda item: len(encode_body(profile_of(item).resource())) + 1,  # and its comma
+    )
+
+
 _BULK_EVENTS_HEAD = b'{"data":{"type":"event-bulk-create-job","attributes":{"events-bulk-create":{"data":['
 _BULK_EVENTS_TAIL = b"]}}}}"
 _ENTRY_HEAD = b'{"type":"event-bulk-create","attributes":{"profile":{"data":'

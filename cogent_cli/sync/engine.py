@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from cogent_cli.collector import fewer_collections
@@ -26,7 +27,7 @@ from cogent_cli.config import Config
 from cogent_cli.credentials import Credentials
 from cogent_cli.errors import CogentError, ExitStatus, LockHeldError
 from cogent_cli.events import parse_event
-from cogent_cli.klaviyo.client import KlaviyoClient
+from cogent_cli.klaviyo.client import KlaviyoClient, import_batches
 from cogent_cli.klaviyo.errors import (
     AuthError,
     BulkDeliveryError,
@@ -63,8 +64,9 @@ from cogent_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-# Largest request per endpoint (SPEC limits); bigger waves are split and sent concurrently.
-BATCH = {"event": 1000, "profile": 1000, "catalog": 100, "subscribe": 1000, "unsubscribe": 100}
+# Largest request per endpoint (SPEC limits); bigger waves are split and sent concurrently. Profile
+# import jobs are cut by count and size together (`import_batches`).
+BATCH = {"event": 1000, "catalog": 100, "subscribe": 1000, "unsubscribe": 100}
 # The next wave is claimed and built while the one before is still being sent.
 WAVES_IN_FLIGHT = 2
 # Polling a profile import job: first wait, longest wait, and when to give up for this run (seconds).
@@ -213,6 +215,71 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+ProfileKey = tuple[str, str]
+
+
+def _profile_keys(resolution: Resolution) -> tuple[ProfileKey, ...]:
+    """The identifiers that may name a resolved profile: its id, email, phone number and external id."""
+    keys = [("id", resolution.profile_id)] if resolution.profile_id else []
+    for name in IDENTIFIER_FIELDS:
+        if value := resolution.attributes.get(name):
+            keys.append((name, value.lower() if name == "email" else value))
+    return tuple(keys)
+
+
+@dataclass
+class _ProfileUpdate:
+    """Updates of one profile, in outbox order, that go to Klaviyo as one merged item."""
+
+    keys: tuple[ProfileKey, ...]
+    round: int
+    rows: list[OutboxRow]
+
+
+def _profile_rounds(
+    rows: list[OutboxRow], keys_of: Callable[[OutboxRow], tuple[ProfileKey, ...]]
+) -> list[list[_ProfileUpdate]]:
+    """A wave's profile updates in rounds. Updates with the same identifiers merge, unless another
+    update sharing one of them came in between; an update goes one round after the last earlier one
+    sharing an identifier with it (the same person seen with an email only, then with a phone too)."""
+    rounds: list[list[_ProfileUpdate]] = []
+    last: dict[ProfileKey, _ProfileUpdate] = {}
+    for row in rows:
+        keys = keys_of(row)
+        before = {id(last[key]): last[key] for key in keys if key in last}
+        if len(before) == 1:
+            [update] = before.values()
+            if update.keys == keys:
+                update.rows.append(row)
+                continue
+        update = _ProfileUpdate(keys, max((u.round + 1 for u in before.values()), default=0), [row])
+        for key in keys:
+            last[key] = update
+        if update.round == len(rounds):
+            rounds.append([])
+        rounds[update.round].append(update)
+    return rounds
+
+
+def _merged(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """Profile operation payloads applied in order: later attributes and properties win, and a
+    property unset after being set (or set after being unset) ends as the later one says."""
+    if len(payloads) == 1:
+        return payloads[0]
+    attributes: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    unset: dict[str, None] = {}
+    for payload in payloads:
+        attributes.update(payload.get("attributes") or {})
+        for name in payload.get("unset") or ():
+            properties.pop(name, None)
+            unset[name] = None
+        for name, value in (payload.get("properties") or {}).items():
+            properties[name] = value
+            unset.pop(name, None)
+    return {"attributes": attributes, "properties": properties, "unset": list(unset)}
+
+
 class Delivery:
     """Delivers claimed outbox rows through one client and records each outcome."""
 
@@ -226,10 +293,20 @@ class Delivery:
         self.delivered: set[int] = set()
         self.on_done: Callable[[list[OutboxRow], bool], None] = lambda rows, ok: None
         self._order_locks: dict[str, asyncio.Lock] = {}
+        # Rows whose updates were merged into a later row's item (a profile's earlier updates of a
+        # wave), by the id of the row carrying them: they share its outcome.
+        self._riders: dict[int, list[OutboxRow]] = {}
 
     # -- outcomes ----------------------------------------------------------------------------------
 
+    def _carried(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """The rows with the ones each of them carries."""
+        if not self._riders:
+            return rows
+        return [r for row in rows for r in (*self._riders.get(row.id, ()), row)]
+
     def _sent(self, rows: list[OutboxRow]) -> None:
+        rows = self._carried(rows)
         self.outbox.mark([r.id for r in rows], "sent")
         self.delivered.update(r.id for r in rows)
         for row in rows:
@@ -240,6 +317,7 @@ class Delivery:
     def _fail(
         self, rows: list[OutboxRow], exception_class: str, error: KlaviyoError | str, pointer: str | None = None
     ) -> None:
+        rows = self._carried(rows)
         self.outbox.fail(rows, exception_class, str(error), pointer=pointer)
         self.summary.failed[exception_class] += len(rows)
         self.on_done(rows, False)
@@ -253,7 +331,7 @@ class Delivery:
         if exhausted:
             self._fail(exhausted, "rate_budget_exhausted", error)
         exhausted_ids = {r.id for r in exhausted}
-        again = [r for r in rows if r.id not in exhausted_ids]
+        again = self._carried([r for r in rows if r.id not in exhausted_ids])
         # `deferred` keeps them out of this run's later waves; the run (or the next) makes them pending.
         self.outbox.mark([r.id for r in again], "deferred", str(error))
         self.deferred.update(r.id for r in again)
@@ -294,7 +372,7 @@ class Delivery:
         elif isinstance(error, ScopeError):
             self._fail(rows, "auth_scope", error)
         elif isinstance(error, AuthError):
-            self.outbox.mark([r.id for r in rows], "pending", str(error))
+            self.outbox.mark([r.id for r in self._carried(rows)], "pending", str(error))
             raise _AbortRun(error)
         elif len(rows) > 1:
             half = len(rows) // 2
@@ -365,17 +443,50 @@ class Delivery:
         await self._batches(ok_rows, items, "event", self.client.bulk_create_events)
         self._note_conflicts([r for r in ok_rows if r.id in self.delivered], resolutions)
 
-    def profile_in(self, row: OutboxRow, resolution: Resolution) -> ProfileIn:
-        p = row.payload
-        fields: dict[str, Any] = {**p.get("attributes", {})}
-        if p.get("properties"):
-            fields["properties"] = p["properties"]
-        if p.get("unset"):
-            fields["patch_properties"] = PatchProperties(unset=p["unset"])
+    @staticmethod
+    def profile_in(payload: dict[str, Any], resolution: Resolution) -> ProfileIn:
+        fields: dict[str, Any] = {**payload.get("attributes", {})}
+        if payload.get("properties"):
+            fields["properties"] = payload["properties"]
+        if payload.get("unset"):
+            fields["patch_properties"] = PatchProperties(unset=payload["unset"])
         return ProfileIn(id=resolution.profile_id, **resolution.attributes, **fields)
 
     async def _profiles(self, rows: list[OutboxRow], resolutions: dict[int, Resolution]) -> None:
-        items = [self.profile_in(row, resolutions[row.id]) for row in rows]
+        """A wave's profile updates, as import jobs of up to 10,000 profiles and 5 MB. A profile's
+        updates merge into one item, its newest row carrying the others; when they cannot (see
+        `_profile_rounds`), later ones go in later rounds, each sent once the round before has run, so
+        two updates of one profile never share a job or race in concurrent ones."""
+        undelivered: set[ProfileKey] = set()
+        for updates in _profile_rounds(rows, lambda row: _profile_keys(resolutions[row.id])):
+            # An update whose predecessor was not delivered (deferred, or an exception) waits for the
+            # next run rather than overtake it.
+            behind = [u for u in updates if not undelivered.isdisjoint(u.keys)]
+            if behind:
+                self.outbox.mark(
+                    [r.id for u in behind for r in u.rows],
+                    "deferred",
+                    "an earlier update of this profile was not delivered",
+                )
+                self.deferred.update(r.id for u in behind for r in u.rows)
+            ready = [u for u in updates if undelivered.isdisjoint(u.keys)]
+            carriers = [u.rows[-1] for u in ready]
+            for update in ready:
+                if len(update.rows) > 1:
+                    self._riders[update.rows[-1].id] = update.rows[:-1]
+            items = [self.profile_in(_merged([r.payload for r in u.rows]), resolutions[u.rows[-1].id]) for u in ready]
+            try:
+                if ready:
+                    await self._profile_round(carriers, items, resolutions)
+            finally:
+                for carrier in carriers:
+                    self._riders.pop(carrier.id, None)
+            undelivered.update(key for u in updates if u.rows[-1].id not in self.delivered for key in u.keys)
+        self._note_conflicts([r for r in rows if r.id in self.delivered], resolutions)
+
+    async def _profile_round(
+        self, rows: list[OutboxRow], items: list[ProfileIn], resolutions: dict[int, Resolution]
+    ) -> None:
 
         async def single(row: OutboxRow, item: ProfileIn, error: KlaviyoError) -> None:
             if not isinstance(error, DuplicateProfileError) or not error.duplicate_profile_id:
@@ -396,8 +507,14 @@ class Delivery:
                 row, {"resolved": resolutions[row.id].profile_id or "(none)", "duplicate_profile": target}
             )
 
-        await self._batches(rows, items, "profile", self._import_profiles, single)
-        self._note_conflicts([r for r in rows if r.id in self.delivered], resolutions)
+        await self._batches(
+            rows,
+            items,
+            "profile",
+            self._import_profiles,
+            single,
+            split=lambda pairs: import_batches(pairs, itemgetter(1)),
+        )
 
     async def _import_profiles(self, items: list[ProfileIn]) -> Any:
         """One profile is upserted directly; more go as a bulk import job, which is only delivered
@@ -532,12 +649,20 @@ class Delivery:
         kind: str,
         send: Callable[[list[Any]], Awaitable[Any]],
         on_single_failure: Callable[[OutboxRow, Any, KlaviyoError], Awaitable[None]] | None = None,
+        *,
+        split: Callable[[list[tuple[OutboxRow, Any]]], Iterable[list[tuple[OutboxRow, Any]]]] | None = None,
     ) -> None:
-        size = BATCH[kind]
+        """Send the items in concurrent batches of the kind's size, or as `split` cuts the (row, item) pairs."""
+        pairs = list(zip(rows, items, strict=True))
+        if split is None:
+            size = BATCH[kind]
+            batches: Iterable[list[tuple[OutboxRow, Any]]] = (pairs[i : i + size] for i in range(0, len(pairs), size))
+        else:
+            batches = split(pairs)
         await asyncio.gather(
             *(
-                self._guarded(rows[i : i + size], items[i : i + size], send, on_single_failure)
-                for i in range(0, len(rows), size)
+                self._guarded([row for row, _ in batch], [item for _, item in batch], send, on_single_failure)
+                for batch in batches
             )
         )
 

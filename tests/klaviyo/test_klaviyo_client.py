@@ -17,10 +17,12 @@ from klaviyo_fakes import API_KEY, FakeClock, ScriptedTransport, errors_body, ma
 
 from cogent_cli.errors import ExitStatus
 from cogent_cli.klaviyo.client import (
+    MAX_REQUEST_BYTES,
     KlaviyoClient,
     _event_batches,
     encode_body,
     encode_plain,
+    import_batches,
     plan_event_batches,
 )
 from cogent_cli.klaviyo.errors import (
@@ -469,6 +471,23 @@ async def test_single_job_calls_refuse_more_than_klaviyo_accepts(clock: FakeCloc
             await klaviyo.bulk_update_catalog_variants(
                 [VariantInventory(id=f"v{i}", inventory_quantity=1) for i in range(101)]
             )
+
+
+async def test_import_jobs_are_cut_at_10000_profiles_and_under_the_5_mb_request_limit(clock: FakeClock) -> None:
+    few = [ProfileIn(email=f"{i}@x.com") for i in range(10_001)]
+    assert [len(job) for job in import_batches(few, lambda p: p)] == [10_000, 1]
+    # About 8 KB each: 700 of them are over 5 MB.
+    large = [ProfileIn(email=f"{i}@x.com", properties={"notes": "x" * 8_000}) for i in range(700)]
+    jobs = list(import_batches(large, lambda p: p))
+    assert len(jobs) == 2 and [p for job in jobs for p in job] == large
+    queued = {"data": {"type": "profile-bulk-import-job", "id": "J1", "attributes": {"status": "queued"}}}
+    transport = ScriptedTransport(default=httpx.Response(202, json=queued))
+    async with make_client(transport, clock) as klaviyo:
+        for job in jobs:
+            await klaviyo.bulk_import_profiles(job, list_id="LIST1")
+    sizes = [len(request.content) for request in transport.requests]
+    assert len(sizes) == 2 and max(sizes) <= MAX_REQUEST_BYTES
+    assert sizes[0] > MAX_REQUEST_BYTES - 10_000  # the first job is as full as the limit allows
 
 
 async def test_many_requests_in_flight_but_never_more_than_max_in_flight() -> None:

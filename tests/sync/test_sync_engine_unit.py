@@ -23,6 +23,8 @@ from cogent_cli.sync.exceptions import list_exceptions
 from cogent_cli.sync.mapping import Mapper
 from cogent_cli.workspace import Workspace
 
+PHONE = "+447911123456"
+
 
 def sync(workspace: Workspace, fake: FakeKlaviyo, **options: object):
     return run_sync(workspace, SyncOptions(**options), client_factory=fake.session)  # type: ignore[arg-type]
@@ -153,6 +155,79 @@ def test_profiles_an_import_job_reports_as_failed_become_validation_exceptions_a
     assert record.pointer == "/data/attributes/email" and "not deliverable" in (record.last_error or "")
     [good] = [p for p in fake.profiles.values() if p.get("email") == "good@shop.test"]
     assert good["properties"]["open_return"] is True
+
+
+def add_returns(workspace: Workspace, *customers: tuple[str, ...]) -> None:
+    """A return per (status, email[, phone]), each of an order of its own: lodged opens one, restocked closes it."""
+    with workspace.store() as store:
+        add_events(
+            store,
+            [
+                return_event(
+                    f"return.{c[0]}", f"RET{n}", c[0], order=f"A{n}", email=c[1], phone=c[2] if c[2:] else None
+                )
+                for n, c in enumerate(customers, 1)
+            ],
+        )
+
+
+def test_a_waves_profile_updates_go_in_one_import_job_up_to_klaviyos_limit(
+    workspace: Workspace, fake: FakeKlaviyo
+) -> None:
+    add_returns(workspace, *(("lodged", f"c{i}@shop.test") for i in range(1500)))
+    summary = sync(workspace, fake)
+    assert sum(v for k, v in summary.sent.items() if k.startswith("profile")) == 1500
+    assert [c for c in fake.calls if c[0] == "bulk_import_profiles"] == [("bulk_import_profiles", 1500)]
+    assert all(p["properties"]["open_return"] is True for p in fake.profiles.values())
+
+
+def test_a_profiles_updates_in_one_wave_merge_in_order_and_never_race(workspace: Workspace, fake: FakeKlaviyo) -> None:
+    add_returns(
+        workspace,
+        ("lodged", "jane@shop.test"),
+        ("lodged", "sam@shop.test"),
+        ("lodged", "kim@shop.test"),
+        ("restocked", "lee@shop.test"),
+        # Another order of Sam's, its return closed after his first opened: merged into one item.
+        ("restocked", " SAM@shop.test"),
+        # Jane again, now with a phone number too: a later round, after her first update has run.
+        ("restocked", "jane@shop.test", PHONE),
+        # Lee's return closed, then another opened: the later one wins.
+        ("lodged", "lee@shop.test"),
+    )
+    summary = sync(workspace, fake)
+    assert sum(v for k, v in summary.sent.items() if k.startswith("profile")) == 7
+    profile_calls = [c for c in fake.calls if c[0] in ("bulk_import_profiles", "get_bulk_import_job", "upsert_profile")]
+    assert profile_calls == [("bulk_import_profiles", 4), ("get_bulk_import_job", 1), ("upsert_profile", 1)]
+    properties = {p["email"]: p["properties"] for p in fake.profiles.values()}
+    assert "open_return" not in properties["sam@shop.test"] and "open_return" not in properties["jane@shop.test"]
+    assert properties["kim@shop.test"]["open_return"] is True and properties["lee@shop.test"]["open_return"] is True
+
+
+def test_an_update_whose_predecessor_failed_waits_for_the_next_run(workspace: Workspace, fake: FakeKlaviyo) -> None:
+    add_returns(
+        workspace,
+        ("lodged", "jane@shop.test"),
+        ("lodged", "sam@shop.test"),
+        ("lodged", "jane@shop.test"),
+        ("restocked", "jane@shop.test", PHONE),
+    )
+    fake.import_errors = {"jane@shop.test": "This email address is not deliverable."}
+    first = sync(workspace, fake)
+    # Jane's first two updates went as one item and failed together, each with its own exception; her
+    # third is not sent past them but kept for the next run.
+    assert first.failed == {"validation_error": 2} and first.deferred == 1
+    assert [c for c in fake.calls if c[0] in ("bulk_import_profiles", "upsert_profile")] == [
+        ("bulk_import_profiles", 2)
+    ]
+    with workspace.store() as store:
+        records = list_exceptions(store, exception_class="validation_error")
+    assert len({r.outbox_id for r in records}) == 2
+    assert all(r.payload["profile"] == {"email": "jane@shop.test"} for r in records)
+    fake.import_errors = {}
+    second = sync(workspace, fake)
+    assert sum(v for k, v in second.sent.items() if k.startswith("profile")) == 1
+    assert fake.calls[-1] == ("upsert_profile", 1)
 
 
 def test_a_cancelled_import_job_leaves_its_profiles_for_the_next_run(workspace: Workspace, fake: FakeKlaviyo) -> None:
