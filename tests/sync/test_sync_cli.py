@@ -7,7 +7,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conftest import add_events, shipment, stock
+from sync_fakes import add_events, shipment, stock
 from typer.testing import CliRunner
 
 from cogent_cli.cli import app

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API_KEY, add_events, refund, return_event, sandbox_events, sandbox_workspace, shipment
+from sync_fakes import API_KEY, add_events, refund, return_event, sandbox_events, sandbox_workspace, shipment
 
 from cogent_cli.errors import ExitStatus, LockHeldError
 from cogent_cli.sync import lock

@@ -6,7 +6,7 @@ import gc
 from datetime import timedelta
 from typing import Any
 
-from conftest import (
+from sync_fakes import (
     NOW,
     FakeKlaviyo,
     add_events,

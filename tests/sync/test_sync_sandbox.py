@@ -6,7 +6,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from conftest import (
+from sync_fakes import (
     API_KEY,
     add_events,
     cancellation,
