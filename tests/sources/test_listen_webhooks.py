@@ -193,7 +193,7 @@ def test_swap_valid_jwt_is_stored_with_event_return_and_update_time_as_key(
         (lambda ret: swap_body({**ret, "return_id": "ret_other"}, return_id="ret_abc"), "jwt return_id does not match"),
         (lambda ret: swap_body(ret, store_id="another_store"), "jwt store_id is not this workspace's store"),
         (
-            lambda ret: json.dumps({"return": ret, "jwt": jwt.encode({"event": "returnCreated"}, "guess", "HS256")}).encode(),
+            lambda ret: json.dumps({"return": ret, "jwt": jwt.encode({"event": "returnCreated"}, "a guessed key, long enough to be allowed", "HS256")}).encode(),
             "jwt is not valid",
         ),
         (lambda ret: json.dumps({"return": ret}).encode(), "no jwt field"),
