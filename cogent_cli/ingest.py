@@ -44,10 +44,6 @@ RECEIVE_BATCH = 5000
 # Records stored and normalised per transaction: large, because each commit waits for the disk.
 INGEST_BATCH = 20_000
 JSON_CHUNK = 1 << 16
-# Allocations between young-generation garbage collections while ingesting (Python's default is 700).
-# A batch keeps tens of thousands of records and events alive, and every collection walked them again:
-# at the default that was about an eighth of an ingest's CPU time.
-INGEST_GC_THRESHOLD = 50_000
 # The CSV module's default field limit (128 KiB) is too small for some report cells.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -306,7 +302,9 @@ def ingest_paths(
     now = utc_now()
     if normalise:
         summary.normalised = NormaliseSummary()
-    with fewer_collections(INGEST_GC_THRESHOLD):
+    # A batch keeps tens of thousands of records and events alive, and every young collection at
+    # Python's default threshold walked them again: about an eighth of an ingest's CPU time.
+    with fewer_collections():
         for path in paths:
             summary.files += 1
             batch: list[Entry] = []

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from cogent_cli import ingest as ingest_module
 from cogent_cli.cli import app
+from cogent_cli.collector import YOUNG_THRESHOLD
 from cogent_cli.config import Config
 from cogent_cli.ingest import IngestError, ingest_paths, iter_json_values
 from cogent_cli.state import Store
@@ -186,7 +187,7 @@ def test_garbage_is_collected_in_larger_steps_while_ingesting_and_as_before_afte
     monkeypatch.setattr(ingest_module, "_flush", lambda *a, **k: (seen.append(gc.get_threshold()), real_flush(*a, **k)))
     before = gc.get_threshold()
     ingest(store, config, "peoplevox", tmp_path, "despatch.csv", [PVX_DESPATCH])
-    assert seen and all(t == (ingest_module.INGEST_GC_THRESHOLD, *before[1:]) for t in seen)
+    assert seen and all(t == (YOUNG_THRESHOLD, *before[1:]) for t in seen)
     assert gc.get_threshold() == before
     with pytest.raises(IngestError):
         ingest(store, config, "scend", tmp_path, "odd.csv", [{"unknown": "1"}])
