@@ -94,7 +94,8 @@ class Checkpointer:
 
     Each round is a passive copy, which never blocks a writer and is safe beside other processes'
     connections, then a restart, which copies the little written meanwhile and starts the WAL again
-    from its beginning, so the file stays small. The restart waits at most `RESTART_WAIT_MS` for
+    from its beginning, so the file stays small; once a round finds nothing new, the file is
+    truncated, so a burst does not leave it at its largest while the process idles. The restart waits at most `RESTART_WAIT_MS` for
     the writer (and blocks the next one while it runs); if it cannot, the next round tries again.
     The connection's own automatic checkpoint, at `WAL_BACKSTOP_BYTES`, stays as a backstop should
     this thread fall behind.
@@ -104,6 +105,8 @@ class Checkpointer:
         self._conn = sqlite3.connect(
             path, timeout=RESTART_WAIT_MS / 1000, isolation_level=None, check_same_thread=False
         )
+        self._wal = path.with_name(path.name + "-wal")
+        self._last_wal: tuple[int, int] | None = None
         self._interval = interval
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
@@ -118,9 +121,24 @@ class Checkpointer:
             # Under a steady stream of commits a passive copy never reaches the WAL's end, and SQLite
             # starts the WAL again only after a copy that did.
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
+            wal = self._wal_stamp()
+            if wal is None or wal != self._last_wal:
+                self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
+            elif wal[0]:
+                # Nothing written for a round: the writer has paused, and the file, which a restart
+                # reuses rather than shrinks, gives back what a burst made it grow to.
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._last_wal = self._wal_stamp()
         except sqlite3.Error as exc:  # the next round retries; the backstop keeps the WAL bounded meanwhile
             log.debug("WAL checkpoint skipped: %s", exc)
+
+    def _wal_stamp(self) -> tuple[int, int] | None:
+        """The WAL file's size and modification time: unchanged for a round means nothing was written."""
+        try:
+            stat = self._wal.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
 
     def close(self) -> None:
         self._stopping.set()

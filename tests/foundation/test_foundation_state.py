@@ -279,6 +279,31 @@ def test_the_checkpointer_starts_the_wal_again_while_a_writer_keeps_committing(t
     assert wal_bytes < written / 3
 
 
+def test_the_checkpointer_gives_back_the_wals_space_once_the_writer_pauses(tmp_path: Path) -> None:
+    # A restart makes the next writer start at the WAL's beginning but leaves the file at its size:
+    # a long-running process idling after a burst would keep it at its largest.
+    path = tmp_path / "wal.db"
+    wal = tmp_path / "wal.db-wal"
+    writer = _wal_writer(path, "blobs")
+    checkpointer = Checkpointer(path, interval=0.01)
+    try:
+        writer.execute("BEGIN")
+        writer.executemany("insert into blobs values (randomblob(8000))", [()] * 200)
+        writer.execute("COMMIT")
+        assert wal.stat().st_size > 200 * 8000
+        deadline = time.monotonic() + 5
+        while wal.stat().st_size and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert wal.stat().st_size == 0
+        assert _rows_in_file_alone(path, "blobs") == 200
+        writer.execute("insert into blobs values (x'00')")  # the writer goes on as before
+        assert writer.execute("select count(*) from blobs").fetchone() == (201,)
+    finally:
+        checkpointer.close()
+        writer.close()
+    assert _rows_in_file_alone(path, "blobs") == 201
+
+
 def test_closing_the_store_copies_its_wal_into_the_state_file(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     before = _checkpoint_threads()
