@@ -1,5 +1,5 @@
-"""Serving the sandbox over real HTTP: in a background thread for tests and the demo (`run_sandbox`),
-or in the foreground for `cogent sandbox serve`."""
+"""Serving the sandbox over real HTTP: in a background thread for tests and the demo (`run_sandbox`,
+on `serve_in_thread`, which serves any ASGI app so), or in the foreground for `cogent sandbox serve`."""
 
 from __future__ import annotations
 
@@ -111,6 +111,40 @@ class Sandbox:
 
 
 @contextmanager
+def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on host:port (0 = any free port) in a background thread until
+    the block ends; yields its base URL."""
+    sock = _bind(host, port)
+    server = uvicorn.Server(_config(app, host, port, access_log=False))
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:  # reported to the caller below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="cogent-server", daemon=True)
+    thread.start()
+    started = threading.Event()
+    while not started.wait(0.01):
+        if server.started or failure or not thread.is_alive():
+            started.set()
+    if not server.started:
+        sock.close()
+        raise SandboxStartError(
+            f"The server did not start ({failure[0] if failure else 'unknown reason'}).",
+            hint="Run `cogent sandbox serve -v` to see the server's own messages.",
+        )
+    try:
+        yield base_url_for(host, sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=STARTUP_TIMEOUT)
+        sock.close()
+
+
+@contextmanager
 def run_sandbox(
     data_dir: Path | str,
     rate_scale: float = 1.0,
@@ -125,37 +159,13 @@ def run_sandbox(
     data_dir = Path(data_dir)
     spec = parse_faults(faults) if isinstance(faults, str) else faults
     app = build_app(data_dir, rate_scale=rate_scale, faults=spec, extra_routes=extra_routes, clock=clock)
-    sock = _bind(host, port)
-    server = uvicorn.Server(_config(app, host, port, access_log=False))
-    failure: list[BaseException] = []
-
-    def serve() -> None:
+    with serve_in_thread(app, host, port) as base_url:
+        # Callers read (from any thread) while the server writes from its own.
+        reader = Database(sqlite3.connect(data_dir / DB_FILE, timeout=30, check_same_thread=False))
         try:
-            server.run(sockets=[sock])
-        except BaseException as exc:  # reported to the caller below
-            failure.append(exc)
-
-    thread = threading.Thread(target=serve, name="cogent-sandbox", daemon=True)
-    thread.start()
-    started = threading.Event()
-    while not started.wait(0.01):
-        if server.started or failure or not thread.is_alive():
-            started.set()
-    if not server.started:
-        sock.close()
-        raise SandboxStartError(
-            f"The sandbox did not start ({failure[0] if failure else 'unknown reason'}).",
-            hint="Run `cogent sandbox serve -v` to see the server's own messages.",
-        )
-    # Callers read (from any thread) while the server writes from its own.
-    reader = Database(sqlite3.connect(data_dir / DB_FILE, timeout=30, check_same_thread=False))
-    try:
-        yield Sandbox(base_url_for(host, sock.getsockname()[1]), data_dir, reader, app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=STARTUP_TIMEOUT)
-        sock.close()
-        reader.close()
+            yield Sandbox(base_url, data_dir, reader, app)
+        finally:
+            reader.close()
 
 
 def serve(

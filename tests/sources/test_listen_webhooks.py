@@ -7,24 +7,23 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from marketplace_returns_support import json_block, with_sources
-from starlette.testclient import TestClient
 
 from cogent_cli.config import Config
 from cogent_cli.inbox import Inbox
 from cogent_cli.listen import create_app, describe_endpoints, resolve_secrets
+from cogent_cli.sandbox.server import serve_in_thread
 from cogent_cli.webhooks import WebhookAuthError, verify_swap
 from cogent_cli.workspace import Workspace
 
@@ -55,9 +54,17 @@ def config(workspace: Workspace) -> Config:
 
 
 @pytest.fixture
-def client(workspace: Workspace, config: Config) -> Iterator[TestClient]:
-    with TestClient(create_app(config, workspace.store, SECRETS)) as test_client:
-        yield test_client
+def client(workspace: Workspace, config: Config) -> Iterator[httpx.Client]:
+    with listening(config, workspace) as http:
+        yield http
+
+
+@contextmanager
+def listening(config: Config, workspace: Workspace, secrets: dict[str, str] = SECRETS) -> Iterator[httpx.Client]:
+    """The webhook receiver served over real HTTP by uvicorn, as `cogent listen` serves it, and a client."""
+    app = create_app(config, workspace.store, secrets)
+    with serve_in_thread(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+        yield http
 
 
 @pytest.fixture
@@ -109,7 +116,7 @@ def swap_body(ret: dict[str, Any], event: str = "returnCreated", *, expires_in: 
 
 
 def test_marketplacer_signed_delivery_is_stored_then_normalised(
-    client: TestClient, inbox: Inbox, invoice_body: bytes
+    client: httpx.Client, inbox: Inbox, invoice_body: bytes
 ) -> None:
     response = client.post("/webhooks/marketplacer", content=invoice_body, headers=marketplacer_headers(invoice_body))
 
@@ -126,7 +133,7 @@ def test_marketplacer_signed_delivery_is_stored_then_normalised(
 
 
 def test_marketplacer_forged_signature_is_refused_and_logged_without_secrets(
-    client: TestClient, inbox: Inbox, invoice_body: bytes, caplog: pytest.LogCaptureFixture
+    client: httpx.Client, inbox: Inbox, invoice_body: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     headers = marketplacer_headers(invoice_body)
     headers["Marketplacer-Hmac-256"] = sign(invoice_body, "not-the-secret")
@@ -147,7 +154,7 @@ def test_marketplacer_forged_signature_is_refused_and_logged_without_secrets(
 
 
 def test_marketplacer_duplicate_delivery_is_stored_once_and_answered_200(
-    client: TestClient, inbox: Inbox, invoice_body: bytes
+    client: httpx.Client, inbox: Inbox, invoice_body: bytes
 ) -> None:
     first = client.post("/webhooks/marketplacer", content=invoice_body, headers=marketplacer_headers(invoice_body))
     second = client.post("/webhooks/marketplacer", content=invoice_body, headers=marketplacer_headers(invoice_body))
@@ -159,7 +166,7 @@ def test_marketplacer_duplicate_delivery_is_stored_once_and_answered_200(
 
 
 def test_marketplacer_unparseable_but_authentic_body_is_quarantined_and_answered_200(
-    client: TestClient, inbox: Inbox
+    client: httpx.Client, inbox: Inbox
 ) -> None:
     body = b'{"id": "x", "event_name": "update", "payload": {"data": {"node": '
     response = client.post("/webhooks/marketplacer", content=body, headers=marketplacer_headers(body, key="k-bad"))
@@ -175,7 +182,7 @@ def test_marketplacer_unparseable_but_authentic_body_is_quarantined_and_answered
 
 
 def test_swap_valid_jwt_is_stored_with_event_return_and_update_time_as_key(
-    client: TestClient, inbox: Inbox, swap_return: dict[str, Any]
+    client: httpx.Client, inbox: Inbox, swap_return: dict[str, Any]
 ) -> None:
     response = client.post("/webhooks/swap", content=swap_body(swap_return))
 
@@ -201,7 +208,7 @@ def test_swap_valid_jwt_is_stored_with_event_return_and_update_time_as_key(
     ],
 )  # fmt: skip
 def test_swap_forged_or_expired_tokens_are_refused(
-    client: TestClient,
+    client: httpx.Client,
     inbox: Inbox,
     swap_return: dict[str, Any],
     caplog: pytest.LogCaptureFixture,
@@ -217,7 +224,9 @@ def test_swap_forged_or_expired_tokens_are_refused(
     assert not any(SWAP_SECRET in r.getMessage() for r in caplog.records)
 
 
-def test_swap_duplicate_delivery_is_stored_once(client: TestClient, inbox: Inbox, swap_return: dict[str, Any]) -> None:
+def test_swap_duplicate_delivery_is_stored_once(
+    client: httpx.Client, inbox: Inbox, swap_return: dict[str, Any]
+) -> None:
     first = client.post("/webhooks/swap", content=swap_body(swap_return))
     # A retry carries a fresh JWT (new nonce) for the same event and return state.
     second = client.post("/webhooks/swap", content=swap_body(swap_return, expires_in=299))
@@ -227,7 +236,7 @@ def test_swap_duplicate_delivery_is_stored_once(client: TestClient, inbox: Inbox
 
 
 def test_swap_authentic_but_unusable_return_is_quarantined_with_422(
-    client: TestClient, inbox: Inbox, swap_return: dict[str, Any]
+    client: httpx.Client, inbox: Inbox, swap_return: dict[str, Any]
 ) -> None:
     response = client.post("/webhooks/swap", content=swap_body({**swap_return, "date_created": "yesterday"}))
     assert response.status_code == 422
@@ -241,7 +250,7 @@ def test_swap_v2_signature_header_is_required_when_configured(
 ) -> None:
     strict = with_sources(config, swap={"store_id": "store_123abc", "signature_header": "x-swap-signature-sha256"})
     body = swap_body(swap_return)
-    with TestClient(create_app(strict, workspace.store, SECRETS)) as client:
+    with listening(strict, workspace) as client:
         missing = client.post("/webhooks/swap", content=body)
         signed = client.post(
             "/webhooks/swap", content=body, headers={"x-swap-signature-sha256": sign(body, SWAP_SECRET)}
@@ -253,7 +262,7 @@ def test_swap_v2_signature_header_is_required_when_configured(
 
 
 def test_clarus_automation_with_the_right_token_is_stored_and_normalised(
-    client: TestClient, inbox: Inbox, reference: Path
+    client: httpx.Client, inbox: Inbox, reference: Path
 ) -> None:
     body = json_block((reference / "clarus.md").read_text(encoding="utf-8"), "Proposed expectation")
     headers = {"X-ClarusWMS-Automation-ID": "42", "X-ClarusWMS-Subdomain": "acme"}
@@ -269,7 +278,7 @@ def test_clarus_automation_with_the_right_token_is_stored_and_normalised(
 
 
 def test_wrong_url_token_is_refused_and_never_logged(
-    client: TestClient, inbox: Inbox, caplog: pytest.LogCaptureFixture
+    client: httpx.Client, inbox: Inbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="cogent.listen"):
         clarus = client.post("/webhooks/clarus/guessed-token-123", json={"id": 1})
@@ -282,7 +291,7 @@ def test_wrong_url_token_is_refused_and_never_logged(
     assert not any("guessed-token-123" in m for m in messages)
 
 
-def test_clarus_unparseable_body_is_stored_quarantined_and_answered_422(client: TestClient, inbox: Inbox) -> None:
+def test_clarus_unparseable_body_is_stored_quarantined_and_answered_422(client: httpx.Client, inbox: Inbox) -> None:
     response = client.post(f"/webhooks/clarus/{CLARUS_TOKEN}", content=b"<xml>not json</xml>")
     assert response.status_code == 422
     [row] = inbox.list(status="quarantined")
@@ -290,7 +299,7 @@ def test_clarus_unparseable_body_is_stored_quarantined_and_answered_422(client: 
     assert row.idempotency_key.startswith("|sha256:")
 
 
-def test_peoplevox_get_callback_is_stored_as_its_kind_with_a_natural_key(client: TestClient, inbox: Inbox) -> None:
+def test_peoplevox_get_callback_is_stored_as_its_kind_with_a_natural_key(client: httpx.Client, inbox: Inbox) -> None:
     query = (
         "dispatch_number=D-456&tracking_number=1234567890&carrier=DPD&service_name=Next%20Day&service_code=DPDND"
         "&order_number=1234&order_email=joe%40zynk.com"
@@ -306,7 +315,7 @@ def test_peoplevox_get_callback_is_stored_as_its_kind_with_a_natural_key(client:
     assert row.idempotency_key == "tracking_number_received:D-456|1234567890"
 
 
-def test_peoplevox_post_callback_merges_query_and_form_parameters(client: TestClient, inbox: Inbox) -> None:
+def test_peoplevox_post_callback_merges_query_and_form_parameters(client: httpx.Client, inbox: Inbox) -> None:
     response = client.post(
         f"/webhooks/peoplevox/{PEOPLEVOX_TOKEN}/AvailabilityChanges?source=pvx",
         content=b"sku=SKU-1&quantity=5",
@@ -318,7 +327,7 @@ def test_peoplevox_post_callback_merges_query_and_form_parameters(client: TestCl
     assert json.loads(row.body) == {"quantity": "5", "sku": "SKU-1", "source": "pvx"}
 
 
-def test_scend_webhook_uses_its_event_id_as_key(client: TestClient, inbox: Inbox) -> None:
+def test_scend_webhook_uses_its_event_id_as_key(client: httpx.Client, inbox: Inbox) -> None:
     body = {"event": "stock.snapshot", "event_id": "evt_01", "client_code": "ACME"}
     client.post(f"/webhooks/scend/{SCEND_TOKEN}", json=body)
     [row] = inbox.list()
@@ -329,7 +338,7 @@ def test_scend_webhook_uses_its_event_id_as_key(client: TestClient, inbox: Inbox
 
 
 def test_system_without_a_secret_answers_503_so_the_vendor_retries(workspace: Workspace, config: Config) -> None:
-    with TestClient(create_app(config, workspace.store, {"swap": SWAP_SECRET})) as client:
+    with listening(config, workspace, {"swap": SWAP_SECRET}) as client:
         response = client.post("/webhooks/marketplacer", content=b"{}")
         health = client.get("/healthz")
     assert response.status_code == 503
@@ -354,27 +363,6 @@ def test_listen_refuses_to_start_without_any_secret(runner: Any, workspace: Work
     result = runner.invoke(app, ["--workspace", str(workspace.root), "listen"])
     assert result.exit_code == 2
     assert "No source has a webhook secret" in result.output
-
-
-def test_listener_serves_real_http_through_uvicorn(workspace: Workspace, config: Config, invoice_body: bytes) -> None:
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config, workspace.store, SECRETS), host="127.0.0.1", port=0, log_config=None)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        url = f"http://127.0.0.1:{port}/webhooks/marketplacer"
-        ok = httpx.post(url, content=invoice_body, headers=marketplacer_headers(invoice_body), timeout=30)
-        forged = httpx.post(url, content=invoice_body, headers={"Marketplacer-Hmac-256": "AAAA"}, timeout=30)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-    assert (ok.status_code, forged.status_code) == (200, 401)
-    assert ok.json()["status"] == "normalised"
-    assert len(Inbox(workspace.store()).list()) == 1
 
 
 @settings(max_examples=200, deadline=None)
