@@ -69,6 +69,9 @@ log = logging.getLogger(__name__)
 BATCH = {"event": 1000, "catalog": 100, "subscribe": 1000, "unsubscribe": 100}
 # The next wave is claimed and built while the one before is still being sent.
 WAVES_IN_FLIGHT = 2
+# Waves whose profile updates are still in import jobs Klaviyo has not finished (or queued behind
+# such a job): they no longer hold one of the WAVES_IN_FLIGHT, so later waves go out meanwhile.
+IMPORTS_IN_FLIGHT = 8
 # Polling a profile import job: first wait, longest wait, and when to give up for this run (seconds).
 IMPORT_POLL_FIRST, IMPORT_POLL_MAX, IMPORT_POLL_LIMIT = 0.1, 10.0, 900.0
 # A run keeps its waves in flight alive (claimed rows, decoded payloads, request items: tens of
@@ -232,17 +235,23 @@ class _ProfileUpdate:
     """Updates of one profile, in outbox order, that go to Klaviyo as one merged item."""
 
     keys: tuple[ProfileKey, ...]
-    round: int
     rows: list[OutboxRow]
+    # True once delivered, False once it is certain not to be in this run (failed, deferred, stopped).
+    done: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # The outcomes of the earlier updates sharing an identifier with this one, in this wave or before.
+    after: list[asyncio.Future[bool]] = field(default_factory=list)
+
+    def ready(self) -> bool:
+        return all(earlier.done() for earlier in self.after)
 
 
-def _profile_rounds(
+def _profile_updates(
     rows: list[OutboxRow], keys_of: Callable[[OutboxRow], tuple[ProfileKey, ...]]
-) -> list[list[_ProfileUpdate]]:
-    """A wave's profile updates in rounds. Updates with the same identifiers merge, unless another
-    update sharing one of them came in between; an update goes one round after the last earlier one
-    sharing an identifier with it (the same person seen with an email only, then with a phone too)."""
-    rounds: list[list[_ProfileUpdate]] = []
+) -> list[_ProfileUpdate]:
+    """A wave's profile updates. Rows with the same identifiers merge into one update, unless another
+    row sharing one of them came in between (the same person seen with an email only, then with a
+    phone too): that one is an update of its own, sent after the one before it has run."""
+    updates: list[_ProfileUpdate] = []
     last: dict[ProfileKey, _ProfileUpdate] = {}
     for row in rows:
         keys = keys_of(row)
@@ -252,13 +261,28 @@ def _profile_rounds(
             if update.keys == keys:
                 update.rows.append(row)
                 continue
-        update = _ProfileUpdate(keys, max((u.round + 1 for u in before.values()), default=0), [row])
+        update = _ProfileUpdate(keys, [row])
         for key in keys:
             last[key] = update
-        if update.round == len(rounds):
-            rounds.append([])
-        rounds[update.round].append(update)
-    return rounds
+        updates.append(update)
+    return updates
+
+
+class _Turn:
+    """A place in line, taken when a wave starts, so that waves register their profile updates in
+    the order they started, whatever order their identity lookups finish in."""
+
+    def __init__(self, previous: asyncio.Future[None] | None) -> None:
+        self.previous = previous
+        self.own: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def wait(self) -> None:
+        if self.previous is not None:
+            await self.previous
+
+    def end(self) -> None:
+        if not self.own.done():
+            self.own.set_result(None)
 
 
 def _merged(payloads: list[dict[str, Any]]) -> dict[str, Any]:
@@ -293,6 +317,11 @@ class Delivery:
         self.delivered: set[int] = set()
         self.on_done: Callable[[list[OutboxRow], bool], None] = lambda rows, ok: None
         self._order_locks: dict[str, asyncio.Lock] = {}
+        self._last_turn: asyncio.Future[None] | None = None
+        # The latest registered update of each profile identifier, while it is not delivered.
+        self._updating: dict[ProfileKey, asyncio.Future[bool]] = {}
+        # Waves' profile shares still running after their wave has handed back its slot.
+        self.imports: set[asyncio.Task[None]] = set()
         # Rows whose updates were merged into a later row's item (a profile's earlier updates of a
         # wave), by the id of the row carrying them: they share its outcome.
         self._riders: dict[int, list[OutboxRow]] = {}
@@ -452,41 +481,68 @@ class Delivery:
             fields["patch_properties"] = PatchProperties(unset=payload["unset"])
         return ProfileIn(id=resolution.profile_id, **resolution.attributes, **fields)
 
-    async def _profiles(self, rows: list[OutboxRow], resolutions: dict[int, Resolution]) -> None:
+    async def _profiles(
+        self, rows: list[OutboxRow], resolutions: dict[int, Resolution], turn: _Turn, released: asyncio.Event
+    ) -> None:
         """A wave's profile updates, as import jobs of up to 10,000 profiles and 5 MB. A profile's
-        updates merge into one item, its newest row carrying the others; when they cannot (see
-        `_profile_rounds`), later ones go in later rounds, each sent once the round before has run, so
-        two updates of one profile never share a job or race in concurrent ones."""
-        undelivered: set[ProfileKey] = set()
-        for updates in _profile_rounds(rows, lambda row: _profile_keys(resolutions[row.id])):
-            # An update whose predecessor was not delivered (deferred, or an exception) waits for the
-            # next run rather than overtake it.
-            behind = [u for u in updates if not undelivered.isdisjoint(u.keys)]
-            if behind:
-                self.outbox.mark(
-                    [r.id for u in behind for r in u.rows],
-                    "deferred",
-                    "an earlier update of this profile was not delivered",
-                )
-                self.deferred.update(r.id for u in behind for r in u.rows)
-            ready = [u for u in updates if undelivered.isdisjoint(u.keys)]
-            carriers = [u.rows[-1] for u in ready]
-            for update in ready:
-                if len(update.rows) > 1:
-                    self._riders[update.rows[-1].id] = update.rows[:-1]
-            items = [self.profile_in(_merged([r.payload for r in u.rows]), resolutions[u.rows[-1].id]) for u in ready]
-            try:
-                if ready:
-                    await self._profile_round(carriers, items, resolutions)
-            finally:
-                for carrier in carriers:
-                    self._riders.pop(carrier.id, None)
-            undelivered.update(key for u in updates if u.rows[-1].id not in self.delivered for key in u.keys)
+        updates merge into one item, its newest row carrying the others. An update sharing an
+        identifier with an earlier one still in a job (of this wave or an earlier one) is sent once
+        that job has run, so two updates of one profile never race in concurrent jobs; one whose
+        earlier update was not delivered waits for the next run rather than overtake it. `released`
+        is set once what is left is waiting on Klaviyo's jobs."""
+        updates = _profile_updates(rows, lambda row: _profile_keys(resolutions[row.id]))
+        try:
+            await turn.wait()
+            for update in updates:
+                update.after = list({id(f): f for k in update.keys if (f := self._updating.get(k))}.values())
+                for key in update.keys:
+                    self._updating[key] = update.done
+        finally:
+            turn.end()
+        try:
+            waiting = updates
+            while waiting:
+                ready = [u for u in waiting if u.ready()]
+                if not ready:
+                    released.set()
+                    earlier = {f for u in waiting for f in u.after if not f.done()}
+                    await asyncio.wait(earlier, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                waiting = [u for u in waiting if not u.ready()]
+                behind = [u for u in ready if not all(f.result() for f in u.after)]
+                if behind:
+                    ids = [r.id for u in behind for r in u.rows]
+                    self.outbox.mark(ids, "deferred", "an earlier update of this profile was not delivered")
+                    self.deferred.update(ids)
+                await self._profile_round([u for u in ready if u not in behind], resolutions, released)
+                for update in ready:
+                    self._settle(update)
+        finally:
+            for update in updates:  # however the run stops, nothing waits on these forever
+                self._settle(update)
         self._note_conflicts([r for r in rows if r.id in self.delivered], resolutions)
 
+    def _settle(self, update: _ProfileUpdate) -> None:
+        if update.done.done():
+            return
+        delivered = update.rows[-1].id in self.delivered
+        update.done.set_result(delivered)
+        if delivered:  # an undelivered one stays, so the profile's later updates in this run wait
+            for key in update.keys:
+                if self._updating.get(key) is update.done:
+                    del self._updating[key]
+
     async def _profile_round(
-        self, rows: list[OutboxRow], items: list[ProfileIn], resolutions: dict[int, Resolution]
+        self, updates: list[_ProfileUpdate], resolutions: dict[int, Resolution], released: asyncio.Event
     ) -> None:
+        """Updates that may go together, as import jobs; each newest row carries the update's others."""
+        if not updates:
+            return
+        rows = [u.rows[-1] for u in updates]
+        items = [self.profile_in(_merged([r.payload for r in u.rows]), resolutions[u.rows[-1].id]) for u in updates]
+        for update in updates:
+            if len(update.rows) > 1:
+                self._riders[update.rows[-1].id] = update.rows[:-1]
 
         async def single(row: OutboxRow, item: ProfileIn, error: KlaviyoError) -> None:
             if not isinstance(error, DuplicateProfileError) or not error.duplicate_profile_id:
@@ -507,22 +563,28 @@ class Delivery:
                 row, {"resolved": resolutions[row.id].profile_id or "(none)", "duplicate_profile": target}
             )
 
-        await self._batches(
-            rows,
-            items,
-            "profile",
-            self._import_profiles,
-            single,
-            split=lambda pairs: import_batches(pairs, itemgetter(1)),
-        )
+        try:
+            await self._batches(
+                rows,
+                items,
+                "profile",
+                lambda batch: self._import_profiles(batch, released),
+                single,
+                split=lambda pairs: import_batches(pairs, itemgetter(1)),
+            )
+        finally:
+            for row in rows:
+                self._riders.pop(row.id, None)
 
-    async def _import_profiles(self, items: list[ProfileIn]) -> Any:
+    async def _import_profiles(self, items: list[ProfileIn], released: asyncio.Event) -> Any:
         """One profile is upserted directly; more go as a bulk import job, which is only delivered
         once Klaviyo has run it: each profile it reports in the job's import errors is raised as a
         failure of that item (BulkDeliveryError), so it becomes a validation exception."""
         if len(items) == 1:
             return await self.client.upsert_profile(items[0])
-        job = await self._finished(await self.client.bulk_import_profiles(items))
+        job = await self.client.bulk_import_profiles(items)
+        released.set()  # the wave's slot goes to the next wave while Klaviyo runs the job
+        job = await self._finished(job)
         if job.status != "complete":
             # A cancelled job imported nothing for sure: the rows are retried in a later run.
             raise TransientError(f"Klaviyo's profile import job {job.id} ended {job.status}", maybe_applied=True)
@@ -676,22 +738,35 @@ class Delivery:
         subscriptions = by_kind.get("subscribe", []) + by_kind.get("unsubscribe", [])
         tasks = []
         if events or profiles:
-            tasks.append(self._identified(events, profiles))
+            turn = _Turn(self._last_turn)
+            self._last_turn = turn.own
+            tasks.append(self._identified(events, profiles, turn))
         if subscriptions:
             tasks.append(self._in_order("consent", self._subscriptions(subscriptions)))
         if by_kind.get("catalog"):
             tasks.append(self._in_order("catalog", self._catalog(by_kind["catalog"])))
         await asyncio.gather(*tasks)
 
-    async def _identified(self, events: list[OutboxRow], profiles: list[OutboxRow]) -> None:
-        resolutions = await self._resolve(events + profiles)
+    async def _identified(self, events: list[OutboxRow], profiles: list[OutboxRow], turn: _Turn) -> None:
+        """Events and profile updates, once their profiles are resolved. The wave is done with its
+        profile share once that share is only waiting on import jobs: the share goes on in `imports`."""
+        try:
+            resolutions = await self._resolve(events + profiles)
+        except BaseException:
+            turn.end()
+            raise
         if resolutions is None:
+            turn.end()
             return
-        tasks = []
-        if events:
-            tasks.append(self._events(events, resolutions))
+        tasks: list[Awaitable[Any]] = [self._events(events, resolutions)] if events else []
         if profiles:
-            tasks.append(self._in_order("profile", self._profiles(profiles, resolutions)))
+            released = asyncio.Event()
+            share = asyncio.create_task(self._profiles(profiles, resolutions, turn, released))
+            share.add_done_callback(lambda _done: released.set())
+            self.imports.add(share)
+            tasks.append(released.wait())
+        else:
+            turn.end()
         await asyncio.gather(*tasks)
 
     async def _in_order(self, share: str, delivery: Awaitable[None]) -> None:
@@ -740,11 +815,15 @@ async def _deliver_all(
     claimed = 0
     wave_size = outbox.config.sync.wave_size
     in_flight: set[asyncio.Task[None]] = set()
+    imports = delivery.imports
     try:
         while deadline is None or time.monotonic() < deadline:
+            for task in [t for t in imports if t.done()]:
+                imports.discard(task)
+                task.result()
             room = wave_size if options.limit is None else min(wave_size, options.limit - claimed)
             rows = []
-            if room > 0 and len(in_flight) < WAVES_IN_FLIGHT:
+            if room > 0 and len(in_flight) < WAVES_IN_FLIGHT and len(imports) < IMPORTS_IN_FLIGHT:
                 rows = outbox.claim_wave(
                     summary.run_id or 0, limit=room, source=options.source, only_ids=options.only_outbox_ids
                 )
@@ -758,15 +837,16 @@ async def _deliver_all(
                 in_flight.add(asyncio.create_task(delivery.deliver(rows)))
                 await asyncio.sleep(0)  # let the wave build and send its first requests
                 continue
-            if not in_flight:
+            if not in_flight and not imports:
                 break
             # Rows held behind the waves in flight become claimable once those are delivered.
-            finished, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
+            finished, _ = await asyncio.wait(in_flight | imports, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished & in_flight:
+                in_flight.discard(task)
                 task.result()
     finally:
         # A wave already sending finishes and records its outcomes, whatever stopped the loop.
-        await asyncio.gather(*in_flight, return_exceptions=True)
+        await asyncio.gather(*in_flight, *imports, return_exceptions=True)
         summary.deferred = len(delivery.deferred)
         outbox.release_deferred()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -176,6 +177,13 @@ class FakeKlaviyo:
         self.import_errors: dict[str, str] = {}
         self.import_status = "complete"
         self._jobs: dict[str, list[str]] = {}
+        # Seconds an import job reads `processing` before it ends; the jobs not reported ended yet
+        # (start, emails); the most of them at once; emails sent while an unended job held them.
+        self.job_seconds = 0.0
+        self.running: dict[str, tuple[float, set[str]]] = {}
+        self.running_peak = 0
+        self.raced: list[str] = []
+        self.log: list[tuple[str, tuple[str, ...]]] = []
         self.catalog_delays: list[float] = []
         self._ids = count(1)
         self.stats = ClientStats()
@@ -252,6 +260,9 @@ class FakeKlaviyo:
         """Answered `queued`, as Klaviyo does; the job's outcome is read with get_bulk_import_job."""
         self.calls.append(("bulk_import_profiles", len(profiles)))
         job_id, failed = f"job{next(self._ids)}", []
+        emails = self._sending([p.email for p in profiles], "import")
+        self.running[job_id] = (time.monotonic(), emails)
+        self.running_peak = max(self.running_peak, len(self.running))
         for p in profiles:
             if p.email in self.import_errors:
                 failed.append(p.email)
@@ -263,7 +274,19 @@ class FakeKlaviyo:
     async def get_bulk_import_job(self, job_id: str) -> BulkJob:
         self.calls.append(("get_bulk_import_job", 1))
         failed = len(self._jobs[job_id])
+        started, emails = self.running.get(job_id, (0.0, set()))
+        if job_id in self.running and time.monotonic() - started < self.job_seconds:
+            return BulkJob(id=job_id, type="profile-bulk-import-job", status="processing")
+        if self.running.pop(job_id, None):
+            self.log.append(("ended", tuple(sorted(emails))))
         return BulkJob(id=job_id, type="profile-bulk-import-job", status=self.import_status, failed_count=failed)
+
+    def _sending(self, emails: list[str | None], what: str) -> set[str]:
+        sent = {e for e in emails if e}
+        for _started, held in self.running.values():
+            self.raced.extend(sorted(sent & held))
+        self.log.append((what, tuple(sorted(sent))))
+        return sent
 
     async def get_bulk_import_errors(self, job_id: str) -> AsyncIterator[ProfileImportFailure]:
         self.calls.append(("get_bulk_import_errors", 1))
@@ -279,6 +302,7 @@ class FakeKlaviyo:
 
     async def upsert_profile(self, profile: Any) -> Profile:
         self.calls.append(("upsert_profile", 1))
+        self._sending([profile.email], "upsert")
         return await self._apply_profile(profile)
 
     async def subscribe_profiles(self, items: list[Any], historical_import: bool = False, **_: Any) -> None:

@@ -230,6 +230,76 @@ def test_an_update_whose_predecessor_failed_waits_for_the_next_run(workspace: Wo
     assert fake.calls[-1] == ("upsert_profile", 1)
 
 
+def with_wave_size(workspace: Workspace, size: int) -> Workspace:
+    workspace.config_path.write_text(
+        workspace.config_path.read_text().replace("[sync]\n", f"[sync]\nwave_size = {size}\n")
+    )
+    return Workspace(workspace.root)
+
+
+def test_import_jobs_klaviyo_is_still_running_do_not_hold_up_later_waves(
+    workspace: Workspace, fake: FakeKlaviyo
+) -> None:
+    workspace = with_wave_size(workspace, 20)
+    add_returns(workspace, *(("lodged", f"c{i}@shop.test") for i in range(100)))
+    fake.job_seconds = 0.4
+    summary = sync(workspace, fake)
+    assert sum(v for k, v in summary.sent.items() if k.startswith("profile")) == 100
+    # Five waves of twenty profiles: each wave's job was submitted while the ones before still ran.
+    assert [c for c in fake.calls if c[0] == "bulk_import_profiles"] == [("bulk_import_profiles", 20)] * 5
+    assert fake.running_peak == 5 and fake.running == {} and fake.raced == []
+    assert all(p["properties"]["open_return"] is True for p in fake.profiles.values())
+
+
+def test_a_profiles_update_waits_for_an_earlier_waves_job_and_no_other_update_does(
+    workspace: Workspace, fake: FakeKlaviyo
+) -> None:
+    workspace = with_wave_size(workspace, 2)
+    # Waves: two of events, then Sam and Kim's updates, then Sam's second and Lee's.
+    add_returns(
+        workspace,
+        ("lodged", "sam@shop.test"),
+        ("lodged", "kim@shop.test"),
+        ("restocked", "sam@shop.test"),
+        ("lodged", "lee@shop.test"),
+    )
+    fake.job_seconds = 0.3
+    summary = sync(workspace, fake)
+    assert sum(v for k, v in summary.sent.items() if k.startswith("profile")) == 4
+    profile_log = [entry for entry in fake.log if entry[0] in ("import", "upsert", "ended")]
+    assert profile_log == [
+        ("import", ("kim@shop.test", "sam@shop.test")),
+        ("upsert", ("lee@shop.test",)),  # sent at once, while the job holding Sam runs
+        ("ended", ("kim@shop.test", "sam@shop.test")),
+        ("upsert", ("sam@shop.test",)),  # only once that job has run
+    ]
+    assert fake.raced == []
+    properties = {p["email"]: p["properties"] for p in fake.profiles.values()}
+    assert "open_return" not in properties["sam@shop.test"] and properties["lee@shop.test"]["open_return"] is True
+
+
+def test_an_update_behind_an_earlier_waves_failed_one_waits_for_the_next_run(
+    workspace: Workspace, fake: FakeKlaviyo
+) -> None:
+    workspace = with_wave_size(workspace, 2)
+    add_returns(
+        workspace,
+        ("lodged", "sam@shop.test"),
+        ("lodged", "kim@shop.test"),
+        ("restocked", "sam@shop.test"),
+        ("lodged", "lee@shop.test"),
+    )
+    fake.job_seconds = 0.2
+    fake.import_errors = {"sam@shop.test": "This email address is not deliverable."}
+    first = sync(workspace, fake)
+    assert (first.failed, first.deferred) == ({"validation_error": 1}, 1)
+    assert ("upsert", ("sam@shop.test",)) not in fake.log
+    fake.import_errors = {}
+    second = sync(workspace, fake)
+    assert sum(v for k, v in second.sent.items() if k.startswith("profile")) == 1
+    assert fake.log[-1] == ("upsert", ("sam@shop.test",))
+
+
 def test_a_cancelled_import_job_leaves_its_profiles_for_the_next_run(workspace: Workspace, fake: FakeKlaviyo) -> None:
     with workspace.store() as store:
         add_events(
@@ -249,8 +319,7 @@ def test_a_cancelled_import_job_leaves_its_profiles_for_the_next_run(workspace: 
 
 
 def test_stock_of_successive_waves_reaches_the_catalog_in_order(workspace: Workspace, fake: FakeKlaviyo) -> None:
-    workspace.config_path.write_text(workspace.config_path.read_text().replace("[sync]\n", "[sync]\nwave_size = 1\n"))
-    workspace = Workspace(workspace.root)
+    workspace = with_wave_size(workspace, 1)
     variant = workspace.config.sync.catalog_variant_id.format(sku="SKU-1")
     fake.variants[variant] = 0
     with workspace.store() as store:
@@ -263,8 +332,7 @@ def test_stock_of_successive_waves_reaches_the_catalog_in_order(workspace: Works
 
 
 def test_a_customer_klaviyo_does_not_know_is_looked_up_once_per_run(workspace: Workspace, fake: FakeKlaviyo) -> None:
-    workspace.config_path.write_text(workspace.config_path.read_text().replace("[sync]\n", "[sync]\nwave_size = 1\n"))
-    workspace = Workspace(workspace.root)
+    workspace = with_wave_size(workspace, 1)
     with workspace.store() as store:
         add_events(store, [shipment(f"S{i}", [(f"T{i}", [("SKU-1", 1)])], order=f"N{i}") for i in range(3)])
     summary = sync(workspace, fake)
