@@ -43,16 +43,25 @@ def serve_command(
         ),
     ] = None,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log each request line (never headers).")] = False,
+    job_seconds: Annotated[
+        float,
+        typer.Option(
+            "--job-seconds", help="Seconds a bulk job (profile import, catalog, suppression) reads processing."
+        ),
+    ] = 0.0,
 ) -> None:
     """Serve the Klaviyo sandbox until Ctrl-C; point a workspace at it with the base_url line printed.
 
     Example: cogent sandbox serve --port 8765 --rate-scale 10 --faults 5xx=0.05,seed=7
+    Example: cogent sandbox serve --job-seconds 30   (import jobs take as long as Klaviyo's often do)
     """
     from cogent_cli.sandbox import parse_faults, serve
     from cogent_cli.sandbox.sources import SourceStandIns
 
     if rate_scale <= 0:
         raise UsageError(f"--rate-scale must be positive, not {rate_scale}.", hint="Use e.g. --rate-scale 10.")
+    if job_seconds < 0:
+        raise UsageError(f"--job-seconds cannot be negative, not {job_seconds}.", hint="Use e.g. --job-seconds 30.")
     spec = parse_faults(faults) if faults else None
     data_dir = _data_dir(data)
 
@@ -68,7 +77,17 @@ def serve_command(
         typer.echo(f'base_url = "{base_url}"')
 
     routes = SourceStandIns(data_dir).routes()
-    serve(data_dir, host, port, rate_scale, spec, access_log=access_log, extra_routes=routes, on_ready=ready)
+    serve(
+        data_dir,
+        host,
+        port,
+        rate_scale,
+        spec,
+        access_log=access_log,
+        extra_routes=routes,
+        on_ready=ready,
+        job_seconds=job_seconds,
+    )
 
 
 @app.command("seed")

@@ -50,6 +50,7 @@ class SandboxState:
     store: SandboxStore
     limiter: RateLimiter
     faults: FaultInjector | None
+    job_seconds: float = 0.0
     stats: Counter[str] = field(default_factory=Counter)
 
 
@@ -174,7 +175,7 @@ class KlaviyoApi:
                 501, f"The sandbox does not implement '{operation.operation_id}' ({operation.method} {operation.path})."
             )
         validate_body(operation, body)
-        call = Call(operation, path_params, query, body, self.state.store, request.url)
+        call = Call(operation, path_params, query, body, self.state.store, request.url, self.state.job_seconds)
         with self.state.store.transaction():
             return handler(call)
 
@@ -204,12 +205,14 @@ def build_app(
     faults: FaultSpec | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     clock: Clock | None = None,
+    job_seconds: float = 0.0,
 ) -> Starlette:
-    """The sandbox app over `data_dir/klaviyo.db`; `extra_routes` are mounted beside /api and /sandbox."""
+    """The sandbox app over `data_dir/klaviyo.db`; `extra_routes` are mounted beside /api and /sandbox.
+    Bulk jobs read `processing` for `job_seconds` after they are created, as Klaviyo's take a while."""
     operations()  # parse the spec now rather than on the first request
     store = SandboxStore.open(data_dir)
     limiter = RateLimiter(rate_scale, clock) if clock else RateLimiter(rate_scale)
-    state = SandboxState(store, limiter, FaultInjector(faults) if faults else None)
+    state = SandboxState(store, limiter, FaultInjector(faults) if faults else None, job_seconds)
     routes: list[BaseRoute] = [
         Route("/api/{rest:path}", KlaviyoApi(state)),
         *inspection_routes(state),

@@ -26,6 +26,8 @@ class Call:
     body: Any
     store: SandboxStore
     url: URL
+    # Seconds a bulk job reads `processing` before `complete` (`--job-seconds`).
+    job_seconds: float = 0.0
 
     @property
     def base_url(self) -> str:

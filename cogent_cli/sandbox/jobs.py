@@ -1,9 +1,11 @@
 """Bulk jobs: recorded already done (the sandbox applies them synchronously), answered `queued` when
-created as Klaviyo's are, and read back `complete` from their GET endpoints."""
+created as Klaviyo's are, and read back from their GET endpoints `processing` for the sandbox's
+`job_seconds`, then `complete`."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from starlette.responses import Response
@@ -29,10 +31,11 @@ JOB_READERS = {
 
 def job_resource(base_url: str, job: dict[str, Any], *, as_created: bool = False) -> dict[str, Any]:
     attributes = json.loads(job["attributes"])
-    if as_created:
+    running = job.get("ready_at") is not None and time.time() < job["ready_at"]
+    if as_created or running:
         attributes = {
             **attributes,
-            "status": "queued",
+            "status": "queued" if as_created else "processing",
             "completed_count": 0,
             "completed_at": None,
             **({"failed_count": 0} if "failed_count" in attributes else {}),
@@ -58,6 +61,7 @@ def record_job(
         "attributes": json.dumps({"status": "complete", "created_at": stamp, "completed_at": stamp, **attributes}),
         "relationships": json.dumps(relationships) if relationships else None,
         "created_at": stamp,
+        "ready_at": time.time() + call.job_seconds if call.job_seconds else None,
     }
     call.store.write("jobs", job)
     return job

@@ -166,3 +166,9 @@ def m003_event_numbers(db: Database) -> None:
     db.conn.executemany("update events set id = ? where rowid = ?", [(str(-n), rowid) for rowid, n in numbers.items()])
     db["events"].transform(types={"id": int}, drop={"uuid"})
     db.execute("update events set id = -id")
+
+
+@migrations()
+def m004_job_ready_at(db: Database) -> None:
+    # When a job reads complete (epoch seconds); until then it reads processing. NULL: at once.
+    db["jobs"].add_column("ready_at", float)

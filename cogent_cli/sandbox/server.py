@@ -154,11 +154,14 @@ def run_sandbox(
     *,
     extra_routes: Sequence[BaseRoute] = (),
     clock: Clock | None = None,
+    job_seconds: float = 0.0,
 ) -> Iterator[Sandbox]:
     """Serve the sandbox on host:port (0 = any free port) in a background thread until the block ends."""
     data_dir = Path(data_dir)
     spec = parse_faults(faults) if isinstance(faults, str) else faults
-    app = build_app(data_dir, rate_scale=rate_scale, faults=spec, extra_routes=extra_routes, clock=clock)
+    app = build_app(
+        data_dir, rate_scale=rate_scale, faults=spec, extra_routes=extra_routes, clock=clock, job_seconds=job_seconds
+    )
     with serve_in_thread(app, host, port) as base_url:
         # Callers read (from any thread) while the server writes from its own.
         reader = Database(sqlite3.connect(data_dir / DB_FILE, timeout=30, check_same_thread=False))
@@ -178,9 +181,10 @@ def serve(
     access_log: bool = False,
     extra_routes: Sequence[BaseRoute] = (),
     on_ready: Callable[[str], None] | None = None,
+    job_seconds: float = 0.0,
 ) -> None:
     """Serve in the foreground until interrupted (Ctrl-C); `on_ready(base_url)` is called once listening."""
-    app = build_app(data_dir, rate_scale=rate_scale, faults=faults, extra_routes=extra_routes)
+    app = build_app(data_dir, rate_scale=rate_scale, faults=faults, extra_routes=extra_routes, job_seconds=job_seconds)
     sock = _bind(host, port)
     if on_ready is not None:
         on_ready(base_url_for(host, sock.getsockname()[1]))

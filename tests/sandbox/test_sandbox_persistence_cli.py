@@ -164,9 +164,29 @@ def test_serve_refuses_a_bad_fault_spec(runner: CliRunner) -> None:
     assert "must be between 0 and 1" in result.output
 
 
+def test_serve_refuses_negative_job_seconds(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["sandbox", "serve", "--job-seconds", "-1"])
+
+    assert result.exit_code == 2
+    assert "--job-seconds cannot be negative" in result.output
+
+
 def test_serve_prints_the_base_url_line_and_answers_on_it(tmp_path: Path, headers: dict[str, str], events) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "cogent_cli", "sandbox", "serve", "--port", "0", "--data", str(tmp_path / "d")]
+    data = str(tmp_path / "d")
+    command = [
+        sys.executable,
+        "-m",
+        "cogent_cli",
+        "sandbox",
+        "serve",
+        "--port",
+        "0",
+        "--data",
+        data,
+        "--job-seconds",
+        "60",
+    ]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as server:
         try:
             line = server.stdout.readline().strip() if server.stdout else ""
@@ -174,6 +194,11 @@ def test_serve_prints_the_base_url_line_and_answers_on_it(tmp_path: Path, header
             base_url = line.split('"')[1]
             response = httpx.post(f"{base_url}/api/events", json=events(), headers=headers)
             assert response.status_code == 202
+            profiles = {"data": [{"type": "profile", "attributes": {"email": "a@example.com"}}]}
+            body = {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": profiles}}}
+            job = httpx.post(f"{base_url}/api/profile-bulk-import-jobs", json=body, headers=headers).json()["data"]
+            read = httpx.get(f"{base_url}/api/profile-bulk-import-jobs/{job['id']}", headers=headers)
+            assert read.json()["data"]["attributes"]["status"] == "processing"
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(timeout=20)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import httpx
 
-from cogent_cli.sandbox import Sandbox
+from cogent_cli.sandbox import Sandbox, run_sandbox
 from cogent_cli.sandbox.store import new_profile_id
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -327,6 +328,23 @@ def test_bulk_import_job_reports_counts_and_row_errors(api: httpx.Client, sandbo
     assert errors[0]["attributes"]["original_payload"] == rows[2]
     assert sandbox.db["profiles"].count == 3
     assert sandbox.db["list_members"].count == 2
+
+
+def test_a_bulk_import_job_reads_processing_for_the_sandboxs_job_seconds(tmp_path: Path, headers, profile) -> None:
+    with (
+        run_sandbox(tmp_path / "sandbox", job_seconds=2.0) as sandbox,
+        httpx.Client(base_url=sandbox.base_url, headers=headers, timeout=10) as api,
+    ):
+        created = time.monotonic()
+        job = api.post("/api/profile-bulk-import-jobs", json=_import_body([{"email": "a@example.com"}])).json()["data"]
+        url = f"/api/profile-bulk-import-jobs/{job['id']}"
+        running = api.get(url).json()["data"]["attributes"]
+        assert time.monotonic() - created < 2.0, "the machine was too slow to read the job while it ran"
+        assert (running["status"], running["completed_count"], running["completed_at"]) == ("processing", 0, None)
+        time.sleep(max(0.0, created + 2.1 - time.monotonic()))
+        done = api.get(url).json()["data"]["attributes"]
+    assert (done["status"], done["completed_count"]) == ("complete", 1)
+    assert done["completed_at"] is not None
 
 
 def test_bulk_import_with_one_malformed_email_imports_nothing(api: httpx.Client, sandbox: Sandbox) -> None:

@@ -278,3 +278,32 @@ def test_a_profile_the_import_job_rejects_becomes_a_validation_exception_and_the
     assert profile_ops == {"sent", "exception"}
     [jane] = list(sandbox.db.query("select properties from profiles where email = 'jane@shop.test'"))
     assert '"open_return": true' in jane["properties"]
+
+
+def test_import_jobs_klaviyo_takes_its_time_over_run_side_by_side_and_deliver_every_update(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    from cogent_cli.sandbox.server import run_sandbox
+
+    monkeypatch.setenv("COGENT_KLAVIYO_API_KEY", API_KEY)
+    with run_sandbox(tmp_path / "sandbox", rate_scale=100.0, job_seconds=1.0) as sandbox:
+        workspace = sandbox_workspace(tmp_path / "ws", sandbox.base_url, "[sync]\nwave_size = 3\n")
+        with workspace.store() as store:
+            add_events(
+                store,
+                [
+                    return_event("return.lodged", f"RT{n}", "lodged", order=f"B{n}", email=f"c{n}@shop.test")
+                    for n in range(9)
+                ],
+            )
+        summary = sync(workspace)
+        jobs = [row["ready_at"] for row in sandbox.db.query("select ready_at from jobs order by ready_at")]
+        opened = sandbox.db.execute(
+            "select count(*) from profiles where properties like '%\"open_return\": true%'"
+        ).fetchone()[0]
+    assert (
+        summary.sent["Return Lodged"] == 9 and sum(v for k, v in summary.sent.items() if k.startswith("profile")) == 9
+    )
+    assert opened == 9
+    # Three waves of three profile updates: each job was created while the one before still ran.
+    assert len(jobs) == 3 and jobs[2] - jobs[0] < 1.0
