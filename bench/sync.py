@@ -3,6 +3,7 @@ Klaviyo's official `klaviyo-api` SDK sending the same events one by one.
 
     python bench/sync.py --events 100000 --rate-scale 10 --sdk-events 2000
     python bench/sync.py --events 20000 --server mock --sdk-events 0     # the engine's own cost
+    python bench/sync.py --mix returns --sdk-events 0 --job-seconds 5    # import jobs that take a while
 
 The run is the real engine (`run_sync`): the events are written to a workspace's `events` table,
 then one sync queues them in the outbox and delivers them. It prints
@@ -81,14 +82,16 @@ KEY = "pk_bench"
 SKUS = [f"SKU-{n:04d}" for n in range(100)]
 
 
-def mixed_events(count: int, seed: int = 7) -> list[Any]:
-    """Shipments mostly, with returns, refunds, cancellations, consent and stock, like a warehouse day."""
+def mixed_events(count: int, seed: int = 7, mix: str = "warehouse") -> list[Any]:
+    """Shipments mostly, with returns, refunds, cancellations, consent and stock, like a warehouse day;
+    or returns alone (`mix="returns"`: an event and a profile update each, a customer each)."""
     rng = random.Random(seed)
     now = datetime.now(UTC).replace(microsecond=0)
     events = []
     for n in range(count):
-        kind = rng.random()
-        order, email = f"O{n}", f"customer{rng.randrange(max(count // 5, 1))}@bench.shop"
+        kind = rng.random() if mix == "warehouse" else 0.75
+        customer = rng.randrange(max(count // 5, 1)) if mix == "warehouse" else n
+        order, email = f"O{n}", f"customer{customer}@bench.shop"
         source = Source(system="peoplevox", tenant="bench", transport="poll", dedupe_key=f"e{n}")
         at = now - timedelta(minutes=rng.randrange(600))
         common = {
@@ -225,11 +228,14 @@ def ceiling_seconds(
 
 
 @contextmanager
-def sandbox_process(data: Path, rate_scale: float) -> Iterator[str]:
+def sandbox_process(data: Path, rate_scale: float, job_seconds: float) -> Iterator[str]:
     """`cogent sandbox serve` in its own process; yields its base URL."""
     command = [sys.executable, "-m", "cogent_cli", "sandbox", "serve", "--port", "0", "--data", str(data)]
     process = subprocess.Popen(
-        [*command, "--rate-scale", str(rate_scale)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        [*command, "--rate-scale", str(rate_scale), "--job-seconds", str(job_seconds)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -406,6 +412,10 @@ def main() -> None:
     parser.add_argument("--rate-scale", type=float, default=10.0)
     parser.add_argument("--server", choices=("sandbox", "mock"), default="sandbox")
     parser.add_argument("--sdk-events", type=int, default=2000, help="sample sent with the SDK; 0 skips it")
+    parser.add_argument("--mix", choices=("warehouse", "returns"), default="warehouse")
+    parser.add_argument(
+        "--job-seconds", type=float, default=0.0, help="how long the sandbox's import jobs read processing"
+    )
     parser.add_argument(
         "--max-in-flight",
         type=int,
@@ -418,7 +428,7 @@ def main() -> None:
         parser.exit(2, "the SDK comparison needs klaviyo-api: `pip install -e '.[bench]'`, or pass --sdk-events 0\n")
     os.environ["COGENT_KLAVIYO_API_KEY"] = KEY
     print(f"generating {args.events:,} mixed events ...", file=sys.stderr)
-    events = mixed_events(args.events)
+    events = mixed_events(args.events, mix=args.mix)
     with tempfile.TemporaryDirectory() as tmp:
         if args.server == "mock":
             workspace = write_workspace(
@@ -429,7 +439,7 @@ def main() -> None:
             if args.sdk_events:
                 print("the SDK comparison needs the sandbox: run without --server mock", file=sys.stderr)
             return
-        with sandbox_process(Path(tmp) / "sandbox", args.rate_scale) as base_url:
+        with sandbox_process(Path(tmp) / "sandbox", args.rate_scale, args.job_seconds) as base_url:
             workspace = write_workspace(Path(tmp) / "ws", base_url, args.rate_scale, events, args.max_in_flight)
             asyncio.run(create_catalog(base_url, SKUS, api_key=KEY, rate_scale=args.rate_scale))
             result = run_engine(workspace, None)
