@@ -53,7 +53,7 @@ def serve_command(
     """Serve the Klaviyo sandbox until Ctrl-C; point a workspace at it with the base_url line printed.
 
     Example: cogent sandbox serve --port 8765 --rate-scale 10 --faults 5xx=0.05,seed=7
-    Example: cogent sandbox serve --job-seconds 30   (import jobs take as long as Klaviyo's often do)
+    Example: cogent sandbox serve --job-seconds 30
     """
     from cogent_cli.sandbox import parse_faults, serve
     from cogent_cli.sandbox.sources import SourceStandIns
