@@ -490,8 +490,8 @@ class Delivery:
         that job has run, so two updates of one profile never race in concurrent jobs; one whose
         earlier update was not delivered waits for the next run rather than overtake it. `released`
         is set once what is left is waiting on Klaviyo's jobs."""
-        updates = _profile_updates(rows, lambda row: _profile_keys(resolutions[row.id]))
-        try:
+        try:  # whatever happens here, the next wave's turn comes
+            updates = _profile_updates(rows, lambda row: _profile_keys(resolutions[row.id]))
             await turn.wait()
             for update in updates:
                 update.after = list({id(f): f for k in update.keys if (f := self._updating.get(k))}.values())
