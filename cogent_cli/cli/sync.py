@@ -118,7 +118,12 @@ def sync(
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Deliver at most N operations.")] = None,
     max_minutes: Annotated[
-        float | None, typer.Option("--max-minutes", min=0.01, help="Stop taking new work after M minutes.")
+        float | None,
+        typer.Option(
+            "--max-minutes",
+            min=0.01,
+            help="Stop taking new work after M minutes; import jobs still running then are left for the next run.",
+        ),
     ] = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:

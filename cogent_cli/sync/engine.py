@@ -307,8 +307,17 @@ def _merged(payloads: list[dict[str, Any]]) -> dict[str, Any]:
 class Delivery:
     """Delivers claimed outbox rows through one client and records each outcome."""
 
-    def __init__(self, outbox: Outbox, resolver: IdentityResolver, client: Any, summary: RunSummary) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        resolver: IdentityResolver,
+        client: Any,
+        summary: RunSummary,
+        deadline: float | None = None,
+    ) -> None:
         self.outbox = outbox
+        # When the run's time is up (`--max-minutes`, on the monotonic clock): no job is waited on past it.
+        self.deadline = deadline
         self.config = outbox.config
         self.resolver = resolver
         self.client = client
@@ -597,14 +606,19 @@ class Delivery:
         return job
 
     async def _finished(self, job: BulkJob) -> BulkJob:
-        """Poll a bulk import job until Klaviyo has finished it (complete or cancelled)."""
+        """Poll a bulk import job until Klaviyo has finished it (complete or cancelled). A job still
+        running after IMPORT_POLL_LIMIT, or when the run's time is up, leaves its rows for the next run."""
         delay, waited = IMPORT_POLL_FIRST, 0.0
         while job.status not in ("complete", "cancelled"):
-            if waited >= IMPORT_POLL_LIMIT:
+            # Polled at least once, however late: most jobs finish within a second.
+            left = None if self.deadline is None or not waited else self.deadline - time.monotonic()
+            if waited >= IMPORT_POLL_LIMIT or (left is not None and left <= 0):
+                why = f"after {waited:.0f} s" if waited >= IMPORT_POLL_LIMIT else "when the run's time was up"
                 raise TransientError(
-                    f"Klaviyo's profile import job {job.id} was still {job.status} after {waited:.0f} s",
-                    maybe_applied=True,
+                    f"Klaviyo's profile import job {job.id} was still {job.status} {why}", maybe_applied=True
                 )
+            if left is not None:
+                delay = min(delay, left)
             await asyncio.sleep(delay)
             waited += delay
             delay = min(delay * 2, IMPORT_POLL_MAX)
@@ -796,7 +810,7 @@ async def _deliver_all(
     deadline: float | None,
 ) -> None:
     store = outbox.store
-    delivery = Delivery(outbox, IdentityResolver(store, outbox.config.identity), client, summary)
+    delivery = Delivery(outbox, IdentityResolver(store, outbox.config.identity), client, summary, deadline)
     totals = _lane_totals(store, options.source, options.only_outbox_ids)
     done: Counter[int] = Counter()
     failed: Counter[int] = Counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -295,6 +296,25 @@ def test_an_update_behind_an_earlier_waves_failed_one_waits_for_the_next_run(
     second = sync(workspace, fake)
     assert sum(v for k, v in second.sent.items() if k.startswith("profile")) == 1
     assert fake.log[-1] == ("upsert", ("sam@shop.test",))
+
+
+def test_a_run_out_of_time_stops_waiting_on_import_jobs_and_leaves_their_rows_for_the_next(
+    workspace: Workspace, fake: FakeKlaviyo
+) -> None:
+    add_returns(workspace, ("lodged", "sam@shop.test"), ("lodged", "kim@shop.test"))
+    fake.job_seconds = 600  # Klaviyo is slow today
+    started = time.monotonic()
+    first = sync(workspace, fake, max_minutes=0.02)
+    assert time.monotonic() - started < 30  # not the 15 minutes a job may be polled for
+    assert first.sent == {"Return Lodged": 2} and first.deferred == 2
+    with workspace.store() as store:
+        statuses = [r["status"] for r in store.db.query("select status from outbox where kind = 'profile'")]
+        errors = [r["last_error"] for r in store.db.query("select last_error from outbox where kind = 'profile'")]
+    assert statuses == ["pending", "pending"]
+    assert all("when the run's time was up" in (e or "") for e in errors)
+    fake.job_seconds = 0
+    second = sync(workspace, fake)
+    assert sum(v for k, v in second.sent.items() if k.startswith("profile")) == 2
 
 
 def test_a_cancelled_import_job_leaves_its_profiles_for_the_next_run(workspace: Workspace, fake: FakeKlaviyo) -> None:
