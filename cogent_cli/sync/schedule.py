@@ -55,12 +55,11 @@ def _next(cron: str, after: datetime) -> datetime:
 
 
 def _latest_fire(cron: str, now: datetime) -> datetime:
-    # croniter's get_prev from an exact fire time returns the one before it, so step from just after.
-    return (
-        croniter(cron, now.replace(microsecond=0)).get_prev(datetime)
-        if now.second or now.microsecond
-        else (now if croniter.match(cron, now) else croniter(cron, now).get_prev(datetime))
-    )
+    """The latest fire time at or before `now`. Fire times are whole minutes, and croniter's get_prev
+    from a fire time returns the one before it, so the current minute is matched first: cron starts
+    `run-due` within the first second of the minute it fires in."""
+    minute = now.replace(second=0, microsecond=0)
+    return minute if croniter.match(cron, minute) else croniter(cron, minute).get_prev(datetime)
 
 
 def add_schedule(store: Store, name: str, cron: str, command: list[str]) -> ScheduleInfo:

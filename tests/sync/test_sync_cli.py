@@ -134,6 +134,17 @@ def test_schedule_add_list_remove_and_crontab(runner: CliRunner, workspace: Work
     assert cogent(runner, workspace, "schedule", "remove", "despatches").exit_code == ExitStatus.USAGE
 
 
+def test_a_slot_is_due_in_the_first_second_of_its_minute_when_cron_starts_run_due(workspace: Workspace) -> None:
+    slot = datetime(2026, 12, 4, 21, 15, tzinfo=UTC)
+    with workspace.store() as store:
+        schedule.add_schedule(store, "despatches", "*/5 * * * *", ["runs", "list"])
+        store.db.execute("update schedules set created_at = ?", [(slot - timedelta(days=1)).isoformat()])
+        for now in (slot + timedelta(milliseconds=300), slot + timedelta(seconds=59)):
+            store.db.execute("update schedules set last_due_at = null")
+            assert schedule.claim_due(store, now) == [("despatches", ["runs", "list"], slot.isoformat())]
+        assert schedule.claim_due(store, slot + timedelta(minutes=4, seconds=59)) == []
+
+
 def test_run_due_runs_each_due_slot_once_and_records_the_outcome(workspace: Workspace) -> None:
     with workspace.store() as store:
         schedule.add_schedule(store, "history", "*/10 * * * *", ["runs", "list"])
