@@ -95,8 +95,9 @@ class Checkpointer:
     Each round is a passive copy, which never blocks a writer and is safe beside other processes'
     connections, then a restart, which copies the little written meanwhile and starts the WAL again
     from its beginning, so the file stays small; once a round finds nothing new, the file is
-    truncated, so a burst does not leave it at its largest while the process idles. The restart waits at most `RESTART_WAIT_MS` for
-    the writer (and blocks the next one while it runs); if it cannot, the next round tries again.
+    truncated, so a burst does not leave it at its largest while the process idles. The restart
+    waits at most `RESTART_WAIT_MS` for the writer (and blocks the next one while it runs); if it
+    cannot, the next round tries again.
     The connection's own automatic checkpoint, at `WAL_BACKSTOP_BYTES`, stays as a backstop should
     this thread fall behind.
     """

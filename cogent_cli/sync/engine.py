@@ -230,7 +230,7 @@ def _profile_keys(resolution: Resolution) -> tuple[ProfileKey, ...]:
     return tuple(keys)
 
 
-@dataclass
+@dataclass(eq=False)  # an update is itself, not its fields
 class _ProfileUpdate:
     """Updates of one profile, in outbox order, that go to Klaviyo as one merged item."""
 
@@ -266,6 +266,17 @@ def _profile_updates(
             last[key] = update
         updates.append(update)
     return updates
+
+
+def _split_by(
+    updates: list[_ProfileUpdate], test: Callable[[_ProfileUpdate], bool]
+) -> tuple[list[_ProfileUpdate], list[_ProfileUpdate]]:
+    """The updates that pass `test` and those that do not, each in order."""
+    passed: list[_ProfileUpdate] = []
+    failed: list[_ProfileUpdate] = []
+    for update in updates:
+        (passed if test(update) else failed).append(update)
+    return passed, failed
 
 
 class _Turn:
@@ -511,19 +522,19 @@ class Delivery:
         try:
             waiting = updates
             while waiting:
-                ready = [u for u in waiting if u.ready()]
+                ready, later = _split_by(waiting, _ProfileUpdate.ready)
                 if not ready:
                     released.set()
                     earlier = {f for u in waiting for f in u.after if not f.done()}
                     await asyncio.wait(earlier, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                waiting = [u for u in waiting if not u.ready()]
-                behind = [u for u in ready if not all(f.result() for f in u.after)]
+                waiting = later
+                going, behind = _split_by(ready, lambda u: all(f.result() for f in u.after))
                 if behind:
                     ids = [r.id for u in behind for r in u.rows]
                     self.outbox.mark(ids, "deferred", "an earlier update of this profile was not delivered")
                     self.deferred.update(ids)
-                await self._profile_round([u for u in ready if u not in behind], resolutions, released)
+                await self._profile_round(going, resolutions, released)
                 for update in ready:
                     self._settle(update)
         finally:
