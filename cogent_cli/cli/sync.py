@@ -122,7 +122,10 @@ def sync(
         typer.Option(
             "--max-minutes",
             min=0.01,
-            help="Stop taking new work after M minutes; import jobs still running then are left for the next run.",
+            help=(
+                "Stop taking new work after M minutes; import jobs still running then are left for the next"
+                " run, which asks Klaviyo how they ended before sending their profiles again."
+            ),
         ),
     ] = None,
     fmt: FormatOption = OutputFormat.table,

@@ -387,3 +387,10 @@ def m006_ops(db: Database) -> None:
         },
         pk="key",
     )
+
+
+@migrations()
+def m007_outbox_import_job(db: Database) -> None:
+    # The profile import job a row went in when a run stopped waiting on it (Klaviyo may still be
+    # running it): the next run asks how it ended before sending the row again.
+    db["outbox"].add_column("import_job", str)

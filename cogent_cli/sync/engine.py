@@ -203,6 +203,14 @@ class _AbortRun(Exception):
         self.error = error
 
 
+class _JobUnfinished(TransientError):
+    """A profile import job Klaviyo was still running when the run stopped waiting on it."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message, maybe_applied=True)
+        self.job_id = job_id
+
+
 def default_client_factory(config: Config) -> AbstractAsyncContextManager[Any]:
     return KlaviyoClient(
         Credentials(config).get("klaviyo"),
@@ -382,7 +390,8 @@ class Delivery:
         exhausted_ids = {r.id for r in exhausted}
         again = self._carried([r for r in rows if r.id not in exhausted_ids])
         # `deferred` keeps them out of this run's later waves; the run (or the next) makes them pending.
-        self.outbox.mark([r.id for r in again], "deferred", str(error))
+        job = error.job_id if isinstance(error, _JobUnfinished) else None
+        self.outbox.mark([r.id for r in again], "deferred", str(error), import_job=job)
         self.deferred.update(r.id for r in again)
 
     async def _guarded(
@@ -511,8 +520,15 @@ class Delivery:
         earlier update was not delivered waits for the next run rather than overtake it. `released`
         is set once what is left is waiting on Klaviyo's jobs."""
         try:  # whatever happens here, the next wave's turn comes
-            updates = _profile_updates(rows, lambda row: _profile_keys(resolutions[row.id]))
+            unsent, unfinished = await self._earlier_jobs(rows)
+            updates = _profile_updates(unsent, lambda row: _profile_keys(resolutions[row.id]))
             await turn.wait()
+            if unfinished:  # the profiles' later updates wait, as behind an update not delivered
+                held = asyncio.get_running_loop().create_future()
+                held.set_result(False)
+                for row in unfinished:
+                    for key in _profile_keys(resolutions[row.id]):
+                        self._updating[key] = held
             for update in updates:
                 update.after = list({id(f): f for k in update.keys if (f := self._updating.get(k))}.values())
                 for key in update.keys:
@@ -541,6 +557,45 @@ class Delivery:
             for update in updates:  # however the run stops, nothing waits on these forever
                 self._settle(update)
         self._note_conflicts([r for r in rows if r.id in self.delivered], resolutions)
+
+    async def _earlier_jobs(self, rows: list[OutboxRow]) -> tuple[list[OutboxRow], list[OutboxRow]]:
+        """Rows whose last import job an earlier run stopped waiting on: Klaviyo is asked how each
+        job ended. A job complete without failures delivered its rows; one still running (or that
+        cannot be asked about now) keeps them for a later run, returned second, since sending them
+        again could race the job; after any other outcome (failures, cancelled, not known) they are
+        sent again, returned first with the rows that were in no such job."""
+        jobs: dict[str, list[OutboxRow]] = {}
+        unsent: list[OutboxRow] = []
+        for row in rows:
+            (jobs.setdefault(row.import_job, []) if row.import_job else unsent).append(row)
+        if not jobs:
+            return rows, []
+        unfinished: list[OutboxRow] = []
+        for job_id, members in jobs.items():
+            try:
+                job = await self.client.get_bulk_import_job(job_id)
+            except (ThrottledError, TransientError) as exc:
+                held = f"Klaviyo's profile import job {job_id} could not be checked: {exc}"
+            except AuthError as exc:
+                left = [r.id for r in rows if r.id not in self.delivered and r.id not in self.deferred]
+                self.outbox.mark(left, "pending", str(exc))
+                raise _AbortRun(exc) from None
+            except KlaviyoError:
+                unsent.extend(members)
+                continue
+            else:
+                if job.status == "complete" and not job.failed_count:
+                    self._sent(members)
+                    continue
+                if job.status in ("complete", "cancelled"):
+                    unsent.extend(members)
+                    continue
+                held = f"Klaviyo's profile import job {job_id} was still {job.status}"
+            self.outbox.mark([r.id for r in members], "deferred", held)
+            self.deferred.update(r.id for r in members)
+            unfinished.extend(members)
+        unsent.sort(key=lambda row: row.id)
+        return unsent, unfinished
 
     def _settle(self, update: _ProfileUpdate) -> None:
         if update.done.done():
@@ -625,9 +680,7 @@ class Delivery:
             left = None if self.deadline is None or not waited else self.deadline - time.monotonic()
             if waited >= IMPORT_POLL_LIMIT or (left is not None and left <= 0):
                 why = f"after {waited:.0f} s" if waited >= IMPORT_POLL_LIMIT else "when the run's time was up"
-                raise TransientError(
-                    f"Klaviyo's profile import job {job.id} was still {job.status} {why}", maybe_applied=True
-                )
+                raise _JobUnfinished(f"Klaviyo's profile import job {job.id} was still {job.status} {why}", job.id)
             if left is not None:
                 delay = min(delay, left)
             await asyncio.sleep(delay)

@@ -94,6 +94,7 @@ class OutboxRow(RowRecord):
     status: str
     attempts: int
     resends: int
+    import_job: str | None
 
 
 @dataclass
@@ -505,21 +506,24 @@ class Outbox:
                 )
         return rows
 
-    def mark(self, ids: Iterable[int], status: str, error: str | None = None) -> None:
+    def mark(self, ids: Iterable[int], status: str, error: str | None = None, *, import_job: str | None = None) -> None:
+        """Set the rows' status (and error); `import_job` names the profile import job they went in."""
         ids = list(ids)
         if not ids:
             return
         with self.store.transaction() as db:
-            self._mark(db, ids, status, error, now_iso())
+            self._mark(db, ids, status, error, now_iso(), import_job)
 
     @staticmethod
-    def _mark(db: Database, ids: list[int], status: str, error: str | None, stamp: str) -> None:
+    def _mark(
+        db: Database, ids: list[int], status: str, error: str | None, stamp: str, import_job: str | None = None
+    ) -> None:
         sent_at = stamp if status in ("sent", "superseded") else None
         for chunk in _chunks(ids):
             db.conn.execute(
                 f"update outbox set status = ?, last_error = coalesce(?, last_error), updated_at = ?, "
-                f"sent_at = coalesce(?, sent_at) where id in ({_marks(chunk)})",
-                [status, error, stamp, sent_at, *chunk],
+                f"sent_at = coalesce(?, sent_at), import_job = coalesce(?, import_job) where id in ({_marks(chunk)})",
+                [status, error, stamp, sent_at, import_job, *chunk],
             )
 
     def fail(

@@ -177,6 +177,7 @@ class FakeKlaviyo:
         self.import_errors: dict[str, str] = {}
         self.import_status = "complete"
         self._jobs: dict[str, list[str]] = {}
+        self._ends: dict[str, str] = {}  # how each job ends: import_status when it was submitted
         # Seconds an import job reads `processing` before it ends; the jobs not reported ended yet
         # (start, emails); the most of them at once; emails sent while an unended job held them.
         self.job_seconds = 0.0
@@ -269,6 +270,7 @@ class FakeKlaviyo:
             elif self.import_status == "complete":
                 await self._apply_profile(p)
         self._jobs[job_id] = failed
+        self._ends[job_id] = self.import_status
         return BulkJob(id=job_id, type="profile-bulk-import-job", status="queued")
 
     async def get_bulk_import_job(self, job_id: str) -> BulkJob:
@@ -279,7 +281,7 @@ class FakeKlaviyo:
             return BulkJob(id=job_id, type="profile-bulk-import-job", status="processing")
         if self.running.pop(job_id, None):
             self.log.append(("ended", tuple(sorted(emails))))
-        return BulkJob(id=job_id, type="profile-bulk-import-job", status=self.import_status, failed_count=failed)
+        return BulkJob(id=job_id, type="profile-bulk-import-job", status=self._ends[job_id], failed_count=failed)
 
     def _sending(self, emails: list[str | None], what: str) -> set[str]:
         sent = {e for e in emails if e}

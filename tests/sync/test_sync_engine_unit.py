@@ -317,6 +317,61 @@ def test_a_run_out_of_time_stops_waiting_on_import_jobs_and_leaves_their_rows_fo
     assert sum(v for k, v in second.sent.items() if k.startswith("profile")) == 2
 
 
+def profile_statuses(workspace: Workspace) -> list[tuple[str, str | None]]:
+    with workspace.store() as store:
+        return [
+            (r["status"], r["import_job"])
+            for r in store.db.query("select status, import_job from outbox where kind = 'profile' order by id")
+        ]
+
+
+def test_a_job_an_earlier_run_stopped_waiting_on_is_asked_about_before_its_rows_are_sent_again(
+    workspace: Workspace, fake: FakeKlaviyo
+) -> None:
+    add_returns(workspace, ("lodged", "sam@shop.test"), ("lodged", "kim@shop.test"))
+    fake.job_seconds = 600
+    sync(workspace, fake, max_minutes=0.02)
+    [(_, job)] = set(profile_statuses(workspace))
+    assert profile_statuses(workspace) == [("pending", job), ("pending", job)]
+    # Klaviyo is still running the job at the next run, which brings Sam's next return and Lee's first.
+    with workspace.store() as store:
+        add_events(
+            store,
+            [
+                return_event("return.lodged", "RET4", "lodged", order="A4", email="sam@shop.test"),
+                return_event("return.lodged", "RET3", "lodged", order="A3", email="lee@shop.test"),
+            ],
+        )
+    sent_before = len(fake.log)
+    second = sync(workspace, fake, max_minutes=0.02)
+    # Lee's goes; Sam's and Kim's are not sent again, and Sam's later one waits behind the job.
+    assert fake.log[sent_before:] == [("upsert", ("lee@shop.test",))]
+    assert second.deferred == 3
+    assert [status for status, _ in profile_statuses(workspace)] == ["pending", "pending", "pending", "sent"]
+    # The job has run by the third run: its rows are delivered without being sent again.
+    fake.job_seconds = 0
+    sent_before = len(fake.log)
+    sync(workspace, fake)
+    assert fake.log[sent_before:] == [("ended", ("kim@shop.test", "sam@shop.test")), ("upsert", ("sam@shop.test",))]
+    assert [status for status, _ in profile_statuses(workspace)] == ["sent"] * 4
+    assert fake.raced == []
+
+
+def test_rows_of_an_earlier_runs_job_that_did_not_complete_are_sent_again(
+    workspace: Workspace, fake: FakeKlaviyo
+) -> None:
+    add_returns(workspace, ("lodged", "sam@shop.test"), ("lodged", "kim@shop.test"))
+    fake.job_seconds, fake.import_status = 600, "cancelled"  # Klaviyo will give up on this one
+    sync(workspace, fake, max_minutes=0.02)
+    [(status, job)] = set(profile_statuses(workspace))
+    assert status == "pending" and job is not None
+    fake.job_seconds, fake.import_status = 0, "complete"
+    sync(workspace, fake)
+    assert [n for name, n in fake.calls if name == "bulk_import_profiles"] == [2, 2]
+    assert [status for status, _ in profile_statuses(workspace)] == ["sent", "sent"]
+    assert all(p["properties"].get("open_return") for p in fake.profiles.values())
+
+
 def test_a_cancelled_import_job_leaves_its_profiles_for_the_next_run(workspace: Workspace, fake: FakeKlaviyo) -> None:
     with workspace.store() as store:
         add_events(

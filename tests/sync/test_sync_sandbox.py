@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from typing import Any
 
@@ -307,3 +308,31 @@ def test_import_jobs_klaviyo_takes_its_time_over_run_side_by_side_and_deliver_ev
     assert opened == 9
     # Three waves of three profile updates: each job was created while the one before still ran.
     assert len(jobs) == 3 and jobs[2] - jobs[0] < 1.0
+
+
+def test_a_run_asks_klaviyo_how_an_import_job_an_earlier_run_left_ended_instead_of_sending_it_again(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    from cogent_cli.sandbox.server import run_sandbox
+
+    monkeypatch.setenv("COGENT_KLAVIYO_API_KEY", API_KEY)
+    with run_sandbox(tmp_path / "sandbox", rate_scale=100.0, job_seconds=3.0) as sandbox:
+        workspace = sandbox_workspace(tmp_path / "ws", sandbox.base_url)
+        with workspace.store() as store:
+            add_events(
+                store,
+                [
+                    return_event("return.lodged", f"RT{n}", "lodged", order=f"B{n}", email=f"c{n}@shop.test")
+                    for n in range(3)
+                ],
+            )
+        first = sync(workspace, max_minutes=0.01)  # out of time while Klaviyo runs the job
+        [(ready_at,)] = sandbox.db.execute("select ready_at from jobs").fetchall()
+        time.sleep(max(ready_at - time.time(), 0) + 0.1)
+        second = sync(workspace)
+        jobs = sandbox.db.execute("select count(*) from jobs").fetchone()[0]
+        opened = sandbox.db.execute(
+            "select count(*) from profiles where properties like '%\"open_return\": true%'"
+        ).fetchone()[0]
+    assert first.deferred == 3 and sum(v for k, v in second.sent.items() if k.startswith("profile")) == 3
+    assert (jobs, opened) == (1, 3)
