@@ -30,7 +30,7 @@ from cogent_cli.sandbox.store import DB_FILE
 STARTUP_TIMEOUT = 15.0
 
 
-class SandboxStartError(CogentError):
+class ServerStartError(CogentError):
     pass
 
 
@@ -78,7 +78,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise SandboxStartError(
+        raise ServerStartError(
             f"Cannot listen on {host}:{port} ({exc.strerror}).",
             hint="Choose another port with --port, or stop whatever is using this one.",
         ) from None
@@ -111,9 +111,15 @@ class Sandbox:
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def serve_in_thread(
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    hint: str = "Check nothing else holds the port, and that the app starts on its own.",
+) -> Iterator[str]:
     """Serve an ASGI app with uvicorn on host:port (0 = any free port) in a background thread until
-    the block ends; yields its base URL."""
+    the block ends; yields its base URL. `hint` says how to find out more when it does not start."""
     sock = _bind(host, port)
     server = uvicorn.Server(_config(app, host, port, access_log=False))
     failure: list[BaseException] = []
@@ -132,9 +138,9 @@ def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Ite
             started.set()
     if not server.started:
         sock.close()
-        raise SandboxStartError(
+        raise ServerStartError(
             f"The server did not start ({failure[0] if failure else 'unknown reason'}).",
-            hint="Run `cogent sandbox serve -v` to see the server's own messages.",
+            hint=hint,
         )
     try:
         yield base_url_for(host, sock.getsockname()[1])
@@ -162,7 +168,9 @@ def run_sandbox(
     app = build_app(
         data_dir, rate_scale=rate_scale, faults=spec, extra_routes=extra_routes, clock=clock, job_seconds=job_seconds
     )
-    with serve_in_thread(app, host, port) as base_url:
+    with serve_in_thread(
+        app, host, port, hint="Run `cogent sandbox serve -v` to see the server's own messages."
+    ) as base_url:
         # Callers read (from any thread) while the server writes from its own.
         reader = Database(sqlite3.connect(data_dir / DB_FILE, timeout=30, check_same_thread=False))
         try:

@@ -8,8 +8,8 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from marketplace_returns_support import json_block, with_sources
+from starlette.applications import Starlette
 
 from cogent_cli.config import Config
 from cogent_cli.inbox import Inbox
 from cogent_cli.listen import create_app, describe_endpoints, resolve_secrets
-from cogent_cli.sandbox.server import serve_in_thread
+from cogent_cli.sandbox.server import ServerStartError, serve_in_thread
 from cogent_cli.webhooks import WebhookAuthError, verify_swap
 from cogent_cli.workspace import Workspace
 
@@ -39,6 +40,17 @@ SECRETS = {
     "scend": SCEND_TOKEN,
     "peoplevox": PEOPLEVOX_TOKEN,
 }
+
+
+def test_a_server_that_fails_to_start_says_so_with_its_callers_hint() -> None:
+    @asynccontextmanager
+    async def broken(_app: Starlette) -> AsyncIterator[None]:
+        raise RuntimeError("no state file")
+        yield
+
+    with pytest.raises(ServerStartError) as caught, serve_in_thread(Starlette(lifespan=broken), hint="Run it with -v."):
+        pass
+    assert "did not start" in str(caught.value) and caught.value.hint == "Run it with -v."
 
 
 @pytest.fixture
