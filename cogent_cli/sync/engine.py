@@ -571,6 +571,7 @@ class Delivery:
         if not jobs:
             return rows, []
         unfinished: list[OutboxRow] = []
+        again: list[OutboxRow] = []
         for job_id, members in jobs.items():
             try:
                 job = await self.client.get_bulk_import_job(job_id)
@@ -581,20 +582,22 @@ class Delivery:
                 self.outbox.mark(left, "pending", str(exc))
                 raise _AbortRun(exc) from None
             except KlaviyoError:
-                unsent.extend(members)
+                again.extend(members)
                 continue
             else:
                 if job.status == "complete" and not job.failed_count:
                     self._sent(members)
                     continue
                 if job.status in ("complete", "cancelled"):
-                    unsent.extend(members)
+                    again.extend(members)
                     continue
                 held = f"Klaviyo's profile import job {job_id} was still {job.status}"
             self.outbox.mark([r.id for r in members], "deferred", held)
             self.deferred.update(r.id for r in members)
             unfinished.extend(members)
-        unsent.sort(key=lambda row: row.id)
+        if again:
+            self.outbox.forget_import_jobs(r.id for r in again)
+            unsent = sorted(unsent + again, key=lambda row: row.id)
         return unsent, unfinished
 
     def _settle(self, update: _ProfileUpdate) -> None:

@@ -514,6 +514,13 @@ class Outbox:
         with self.store.transaction() as db:
             self._mark(db, ids, status, error, now_iso(), import_job)
 
+    def forget_import_jobs(self, ids: Iterable[int]) -> None:
+        """The rows' import jobs ended without delivering them: they are sent again as any others."""
+        ids = list(ids)
+        with self.store.transaction() as db:
+            for chunk in _chunks(ids):
+                db.conn.execute(f"update outbox set import_job = null where id in ({_marks(chunk)})", chunk)
+
     @staticmethod
     def _mark(
         db: Database, ids: list[int], status: str, error: str | None, stamp: str, import_job: str | None = None
