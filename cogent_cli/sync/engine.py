@@ -389,10 +389,13 @@ class Delivery:
             self._fail(exhausted, "rate_budget_exhausted", error)
         exhausted_ids = {r.id for r in exhausted}
         again = self._carried([r for r in rows if r.id not in exhausted_ids])
-        # `deferred` keeps them out of this run's later waves; the run (or the next) makes them pending.
-        job = error.job_id if isinstance(error, _JobUnfinished) else None
-        self.outbox.mark([r.id for r in again], "deferred", str(error), import_job=job)
-        self.deferred.update(r.id for r in again)
+        self._defer(again, str(error), error.job_id if isinstance(error, _JobUnfinished) else None)
+
+    def _defer(self, rows: list[OutboxRow], why: str, import_job: str | None = None) -> None:
+        """Out of this run: `deferred` keeps the rows from its later waves; the run (or the next, after
+        a crash) makes them pending again."""
+        self.outbox.mark([r.id for r in rows], "deferred", why, import_job=import_job)
+        self.deferred.update(r.id for r in rows)
 
     async def _guarded(
         self,
@@ -547,9 +550,9 @@ class Delivery:
                 waiting = later
                 going, behind = _split_by(ready, lambda u: all(f.result() for f in u.after))
                 if behind:
-                    ids = [r.id for u in behind for r in u.rows]
-                    self.outbox.mark(ids, "deferred", "an earlier update of this profile was not delivered")
-                    self.deferred.update(ids)
+                    self._defer(
+                        [r for u in behind for r in u.rows], "an earlier update of this profile was not delivered"
+                    )
                 await self._profile_round(going, resolutions, released)
                 for update in ready:
                     self._settle(update)
@@ -592,8 +595,7 @@ class Delivery:
                     again.extend(members)
                     continue
                 held = f"Klaviyo's profile import job {job_id} was still {job.status}"
-            self.outbox.mark([r.id for r in members], "deferred", held)
-            self.deferred.update(r.id for r in members)
+            self._defer(members, held)
             unfinished.extend(members)
         if again:
             self.outbox.forget_import_jobs(r.id for r in again)
